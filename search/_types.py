@@ -1,0 +1,67 @@
+"""Value types shared by the strategies, the driver and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One optimised quantity: a task metric (``emd_mean``) or a hardware cost (``bops``)."""
+
+    name: str
+    direction: Direction = "minimize"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A configuration a strategy wants evaluated; ``key`` is the strategy's own handle for ``tell``."""
+
+    key: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Completed:
+    """Full-fidelity result: every objective has a finite or infinite (never NaN) value."""
+
+    values: dict[str, float]
+    fidelity: int = 0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """Stopped early by a scheduler at ``fidelity`` epochs with these partial values."""
+
+    values: dict[str, float]
+    fidelity: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The trial raised or diverged; ``reason`` is stored verbatim."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The config was never trained: infeasible shape or over a hardware budget."""
+
+    reason: str
+
+
+Outcome = Completed | Pruned | Failed | Rejected
+
+
+@dataclass(frozen=True)
+class FinishedTrial:
+    """A finished trial as strategies see it when rebuilding their state."""
+
+    number: int
+    config: dict[str, Any]
+    outcome: Outcome
+    extra: dict[str, Any] = field(default_factory=dict)
