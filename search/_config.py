@@ -1,0 +1,195 @@
+"""The sweep config: a frozen, typed YAML document validated once at the edge and stored verbatim.
+
+Example (examples/quick.yaml)::
+
+    name: econt-quick
+    task: {name: econt, data: synthetic, rows: 20000, val_rows: 2000}
+    space: econt
+    objectives: [{emd_mean: minimize}, {bops: minimize}]
+    budgets: ["bops <= 2e6"]
+    strategy: {name: optuna-tpe}
+    trials: 24
+    epochs: 5
+    executor: {kind: local, workers: 2}
+    store: sqlite:///hwnas.db
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from search._types import Direction, Objective
+
+# Objectives the trial computes from the whole model (not the encoder's hardware cost, not a task metric).
+MODEL_METRICS = ("model_kb",)
+
+
+class ConfigError(ValueError):
+    """The sweep config is invalid; the message names every bad key and what is allowed."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Frozen):
+    name: str
+    data: str = Field("synthetic", description="'synthetic' or the path of a CSV/NPY data file")
+    rows: int = Field(20_000, gt=0, description="rows generated or read")
+    val_rows: int | None = Field(2_000, gt=0, description="validation rows scored per trial (None: all)")
+
+    @field_validator("name")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from objectives import TASK_NAMES
+
+        if value not in TASK_NAMES:
+            raise ValueError(f"unknown task {value!r}; allowed: {', '.join(TASK_NAMES)}")
+        return value
+
+
+class StrategyConfig(_Frozen):
+    name: str = "optuna-tpe"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from search._strategies import STRATEGY_NAMES
+
+        if value not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {value!r}; allowed: {', '.join(STRATEGY_NAMES)}")
+        return value
+
+
+class ExecutorConfig(_Frozen):
+    kind: Literal["local"] = "local"
+    workers: int = Field(1, ge=1, le=64, description="trial processes run at once")
+
+
+class HardwareConfig(_Frozen):
+    io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
+    reuse_factor: int = Field(1, ge=1)
+    strategy: Literal["Latency", "Resource"] = "Latency"
+    default_precision: str = "ap_fixed<16,6>"
+    clock_period_ns: float = Field(5.0, gt=0)
+
+
+class SweepConfig(_Frozen):
+    """A whole sweep. Unknown keys are errors; defaults are the documented ones."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    task: TaskConfig
+    space: str | dict[str, Any] = Field(description="a built-in space name or an inline space mapping")
+    objectives: list[Objective] = Field(min_length=1, max_length=4)
+    budgets: list[str] = Field(default_factory=list, description="hardware budgets, e.g. 'bops <= 50000'")
+    reference_point: dict[str, float] | None = None
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    trials: int = Field(20, ge=1, description="trials to run (finished ones count)")
+    time_limit_s: float | None = Field(None, gt=0, description="stop launching trials after this wall time")
+    epochs: int = Field(5, ge=1, description="training epochs of a full-fidelity trial")
+    patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs")
+    warm_start: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="preset names or configs evaluated before the strategy's proposals"
+    )
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    store: str = "sqlite:///hwnas.db"
+    seed: int = 0
+    max_retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
+    heartbeat_s: float = Field(
+        10.0, gt=0, description="heartbeat interval; 3 missed beats mark a worker dead"
+    )
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objective_shorthand(cls, value: Any) -> Any:
+        # Accept `[{emd_mean: minimize}]` as well as `[{name: emd_mean, direction: minimize}]`.
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, dict) and len(item) == 1 and "name" not in item:
+                ((name, direction),) = item.items()
+                out.append({"name": name, "direction": direction})
+            else:
+                out.append(item)
+        return out
+
+    @model_validator(mode="after")
+    def _check_names(self) -> SweepConfig:
+        from hw_models import COST_QUANTITIES, Budget
+        from objectives import get_task
+
+        metrics = get_task(self.task.name).metric_directions
+        allowed = [*metrics, *COST_QUANTITIES, *MODEL_METRICS]
+        names = [o.name for o in self.objectives]
+        for name in names:
+            if name not in allowed:
+                raise ValueError(f"unknown objective {name!r}; allowed: {', '.join(allowed)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives repeat a name: {names}")
+        for text in self.budgets:
+            Budget.parse(text)
+        if self.reference_point is not None and set(self.reference_point) != set(names):
+            raise ValueError(
+                f"reference_point must give exactly the objectives {names}, got {sorted(self.reference_point)}"
+            )
+        return self
+
+    @property
+    def directions(self) -> list[Direction]:
+        return [o.direction for o in self.objectives]
+
+    def fingerprint(self) -> str:
+        """Hash of everything that defines the sweep's results (not the store URL or executor size)."""
+        defining = self.model_dump(
+            mode="json", exclude={"store", "executor", "trials", "time_limit_s", "heartbeat_s", "max_retries"}
+        )
+        return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid sweep config ({error.error_count()} problem(s)):"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "literal_error":
+            message = f"got {item['input']!r}; {message.lower()}"
+        lines.append(f"  - {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, *, source: str = "config") -> SweepConfig:
+    """Validate a mapping as a SweepConfig. Raises ConfigError listing every problem with its key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a sweep config is a YAML mapping, got {type(data).__name__}")
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def load_config(path: str | Path, **overrides: Any) -> SweepConfig:
+    """Read and validate a sweep YAML file; ``overrides`` replace top-level keys (e.g. store=...)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such sweep config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict):
+        data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(data, source=str(path))

@@ -1,0 +1,434 @@
+"""The sweep driver: create or resume a sweep, ask the strategy, run trials, record and tell outcomes.
+
+Guarantees:
+- The store is the truth. A resumed sweep rebuilds the strategy from finished trials, re-runs QUEUED ones
+  (interrupted or left by a dead worker) under their own numbers, and never loses or duplicates a trial.
+- Infeasible configs and configs over a hardware budget are recorded INFEASIBLE and told to the strategy
+  without training. A trial that raises or diverges ends FAILED with its reason; the sweep goes on.
+- Ctrl-C puts running trials back in the queue and exits cleanly; ``resume`` continues.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from sqlalchemy.engine import make_url
+
+from search._config import SweepConfig, parse_config
+from search._pareto import default_reference, hypervolume, pareto_front
+from search._schema import TrialState
+from search._store import Store, StoreError, SweepRecord, TrialRecord
+from search._strategies import Strategy, make_strategy
+from search._trial import TrialJob, die_with_parent, run_trial
+from search._types import Completed, Failed, Outcome, Pruned, Rejected
+
+log = logging.getLogger(__name__)
+
+# Consecutive infeasible/over-budget proposals before a sweep gives up: the space leaves nothing feasible.
+_MAX_CONSECUTIVE_REJECTIONS = 100
+
+
+class SweepError(ValueError):
+    """The sweep cannot start or continue: conflicting config, unknown sweep, exhausted space, ..."""
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    counts: dict[str, int]
+    front: list[TrialRecord]
+    hypervolume: float | None
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[TrialRecord, int, int], None]
+
+
+def resolve_space(config: SweepConfig) -> Any:
+    from spaces import Space, get_space
+
+    if isinstance(config.space, str):
+        return get_space(config.space)
+    return Space.from_dict(config.space)
+
+
+def checkpoint_dir(config: SweepConfig) -> str | None:
+    """Checkpoints live next to a SQLite store (``<db>.runs/<sweep>``); none for server databases."""
+    url = make_url(config.store)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return str(Path(url.database).with_suffix(".runs") / config.name)
+
+
+def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:
+    """The outcome a finished trial stands for, as strategies are told it."""
+    if trial.state is TrialState.COMPLETED:
+        return Completed({k: trial.results[k] for k in objectives}, fidelity=trial.fidelity)
+    if trial.state is TrialState.PRUNED:
+        return Pruned({k: v for k, v in trial.results.items() if k in objectives}, fidelity=trial.fidelity)
+    if trial.state is TrialState.INFEASIBLE:
+        return Rejected(trial.error or "infeasible")
+    return Failed(trial.error or "failed")
+
+
+def _state_for(outcome: Outcome) -> TrialState:
+    return {
+        Completed: TrialState.COMPLETED,
+        Pruned: TrialState.PRUNED,
+        Failed: TrialState.FAILED,
+        Rejected: TrialState.INFEASIBLE,
+    }[type(outcome)]
+
+
+def open_sweep(store: Store, config: SweepConfig) -> SweepRecord:
+    """Create the sweep, or return the existing one if it was created from the same config."""
+    existing = store.get_sweep(config.name)
+    if existing is None:
+        reference = None
+        if config.reference_point is not None:
+            reference = [config.reference_point[o.name] for o in config.objectives]
+        try:
+            return store.create_sweep(
+                config.name,
+                config_yaml=config.to_yaml(),
+                config_hash=config.fingerprint(),
+                objectives=[{"name": o.name, "direction": o.direction} for o in config.objectives],
+                reference_point=reference,
+            )
+        except StoreError:
+            existing = store.get_sweep(config.name)  # lost a creation race to another driver
+            if existing is None:
+                raise
+    if existing.config_hash != config.fingerprint():
+        raise SweepError(
+            f"a sweep named {config.name!r} already exists in {make_url(config.store).render_as_string()} "
+            "with a different config; choose another name (--name) or resume it with "
+            f"`hwnas sweep resume {config.name}`"
+        )
+    return existing
+
+
+def load_sweep(store: Store, name: str) -> tuple[SweepRecord, SweepConfig]:
+    """A stored sweep and the config it was created from. Raises SweepError naming the known sweeps."""
+    sweep = store.get_sweep(name)
+    if sweep is None:
+        known = ", ".join(s.name for s in store.list_sweeps()) or "none"
+        raise SweepError(f"no sweep named {name!r} in the store; known sweeps: {known}")
+    return sweep, parse_config(yaml.safe_load(sweep.config_yaml), source=f"stored config of sweep {name!r}")
+
+
+class _Heartbeat(threading.Thread):
+    """Stamps the heartbeat of this driver's running trials, so other drivers can tell it is alive."""
+
+    def __init__(self, store: Store, running: Callable[[], list[int]], interval_s: float) -> None:
+        super().__init__(name="hwnas-heartbeat", daemon=True)
+        self._store, self._running, self._interval_s = store, running, interval_s
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval_s):
+            try:
+                self._store.heartbeat(self._running())
+            except StoreError:
+                log.warning("heartbeat failed; will retry", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each trial in the driver's own process: the default for one worker (no start-up cost)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _make_executor(workers: int) -> cf.Executor:
+    if workers == 1:
+        return _InlineExecutor()
+    return cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+    )
+
+
+class Driver:
+    """Runs one sweep to its budget. Use :func:`run_sweep`."""
+
+    def __init__(self, config: SweepConfig, *, progress: ProgressCallback | None = None) -> None:
+        self.config = config
+        self.objectives = [o.name for o in config.objectives]
+        self.progress = progress
+        self.store = Store(config.store)
+        self.sweep = open_sweep(self.store, config)
+        self.space = resolve_space(config)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.strategy: Strategy = make_strategy(
+            config.strategy.name,
+            self.space,
+            config.objectives,
+            seed=config.seed,
+            options=config.strategy.options,
+        )
+        self._rejections = 0
+
+    # -- resume -------------------------------------------------------------------------------------
+    def _requeue_stale(self) -> None:
+        """Trials whose driver stopped stamping their heartbeat run again (or fail after max_retries)."""
+        stale_after = timedelta(seconds=3 * self.config.heartbeat_s)
+        for trial in self.store.stale_trials(self.sweep.id, stale_after):
+            if trial.attempts <= self.config.max_retries:
+                log.warning("trial %d: worker %s died; queued again", trial.number, trial.worker)
+                self.store.requeue_trial(trial.id, f"worker {trial.worker} died; retried")
+            else:
+                self.store.finish_trial(
+                    trial.id,
+                    TrialState.FAILED,
+                    error=f"worker {trial.worker} died (no heartbeat) after {trial.attempts} attempt(s)",
+                )
+
+    def _rebuild_strategy(self) -> None:
+        finished = [t for t in self.store.trials(self.sweep.id) if t.state.finished]
+        for trial in finished:
+            self.strategy.observe(trial.params, outcome_of(trial, self.objectives))
+        if finished:
+            log.info(
+                "resumed sweep %s: strategy rebuilt from %d finished trials", self.sweep.name, len(finished)
+            )
+
+    def _queue_warm_start(self) -> None:
+        from spaces import Infeasible, get_preset
+
+        known = {t.config_hash for t in self.store.trials(self.sweep.id) if t.origin == "warm-start"}
+        for entry in self.config.warm_start:
+            if isinstance(entry, str):
+                raw = get_preset(entry)
+            elif "preset" in entry:  # {preset: NAME, key: value, ...}: a preset with some values changed
+                raw = {**get_preset(entry["preset"]), **{k: v for k, v in entry.items() if k != "preset"}}
+            else:
+                raw = entry
+            canonical = self.space.validate(raw)
+            if isinstance(canonical, Infeasible):
+                raise SweepError(f"warm-start config {entry!r} is infeasible: {canonical.reason}")
+            digest = self.space.config_hash(canonical)
+            if digest not in known:
+                self.store.create_trial(self.sweep.id, canonical, config_hash=digest, origin="warm-start")
+                known.add(digest)
+
+    # -- main loop ----------------------------------------------------------------------------------
+    def _trained_or_running(self) -> int:
+        states = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED, TrialState.RUNNING)
+        return len(self.store.trials(self.sweep.id, states))
+
+    def _next_trial(self) -> tuple[TrialRecord, str | None] | None:
+        """The next trial to run: a queued one first, else a feasible proposal of the strategy."""
+        from spaces import Infeasible
+
+        queued = self.store.trials(self.sweep.id, [TrialState.QUEUED])
+        if queued:
+            return queued[0], None
+        while self._rejections < _MAX_CONSECUTIVE_REJECTIONS:
+            proposals = self.strategy.ask(1)
+            if not proposals:
+                return None
+            proposal = proposals[0]
+            canonical = self.space.validate(proposal.config)
+            if isinstance(canonical, Infeasible):
+                self._rejections += 1
+                params = dict(proposal.config)
+                trial = self.store.create_trial(
+                    self.sweep.id, params, config_hash=self.space.config_hash(params)
+                )
+                self.store.finish_trial(trial.id, TrialState.INFEASIBLE, error=canonical.reason)
+                self.strategy.tell(proposal.key, Rejected(canonical.reason))
+                continue
+            trial = self.store.create_trial(
+                self.sweep.id, canonical, config_hash=self.space.config_hash(canonical), seed=0
+            )
+            return trial, proposal.key
+        raise SweepError(
+            f"{self._rejections} configs in a row were infeasible or over budget "
+            f"({', '.join(self.config.budgets) or 'no budgets'}); the space or the budgets leave (almost) nothing "
+            "feasible"
+        )
+
+    def _job(self, trial: TrialRecord) -> TrialJob:
+        return TrialJob(
+            store_url=self.config.store,
+            trial_id=trial.id,
+            number=trial.number,
+            task=self.config.task,
+            config=trial.params,
+            objectives=tuple(self.objectives),
+            budgets=tuple(self.config.budgets),
+            hardware=self.config.hardware,
+            epochs=self.config.epochs,
+            patience=self.config.patience,
+            data_seed=self.config.seed,
+            seed=self.config.seed * 100_003 + trial.number,
+            checkpoint_dir=checkpoint_dir(self.config),
+        )
+
+    def _finish(self, trial: TrialRecord, key: str | None, outcome: Outcome) -> None:
+        self._rejections = self._rejections + 1 if isinstance(outcome, Rejected) else 0
+        state = _state_for(outcome)
+        if isinstance(outcome, Completed | Pruned):
+            self.store.finish_trial(
+                trial.id, state, results=outcome.values, fidelity=outcome.fidelity or None
+            )
+        else:
+            self.store.finish_trial(trial.id, state, error=outcome.reason)
+        told = outcome
+        if isinstance(outcome, Completed):
+            told = Completed({k: outcome.values[k] for k in self.objectives}, fidelity=outcome.fidelity)
+        if key is None:
+            self.strategy.observe(trial.params, told)
+        else:
+            self.strategy.tell(key, told)
+        if self.progress is not None:
+            self.progress(self.store.get_trial(trial.id), self._trained_or_running(), self.config.trials)
+
+    def _own_running(self) -> list[TrialRecord]:
+        return [t for t in self.store.trials(self.sweep.id, [TrialState.RUNNING]) if t.worker == self.worker]
+
+    def _launch(
+        self, executor: cf.Executor, pending: dict[cf.Future[Outcome], tuple[TrialRecord, str | None]]
+    ) -> bool:
+        """Start trials while workers are free and budget remains; False once the strategy is exhausted."""
+        while len(pending) < self.config.executor.workers and self._trained_or_running() < self.config.trials:
+            nxt = self._next_trial()
+            if nxt is None:
+                return False
+            trial, key = nxt
+            try:
+                trial = self.store.start_trial(trial.id, worker=self.worker, host=socket.gethostname())
+            except StoreError:
+                continue  # another driver of the same sweep took this queued trial first
+            pending[executor.submit(run_trial, self._job(trial))] = (trial, key)
+        return True
+
+    def run(self) -> SweepSummary:
+        self._requeue_stale()
+        self._rebuild_strategy()
+        self._queue_warm_start()
+        self.store.set_sweep_status(self.sweep.id, "RUNNING")
+        pending: dict[cf.Future[Outcome], tuple[TrialRecord, str | None]] = {}
+        heartbeat = _Heartbeat(
+            self.store, lambda: [t.id for t in self._own_running()], self.config.heartbeat_s
+        )
+        started = time.monotonic()
+        interrupted = exhausted = False
+        executor = _make_executor(self.config.executor.workers)
+        heartbeat.start()
+        try:
+            while True:
+                self._requeue_stale()
+                limit = self.config.time_limit_s
+                if not exhausted and (limit is None or time.monotonic() - started < limit):
+                    exhausted = not self._launch(executor, pending)
+                if not pending:
+                    if not self.store.trials(self.sweep.id, [TrialState.RUNNING]):
+                        break
+                    time.sleep(
+                        1.0
+                    )  # trials of another driver are still running: wait for them or their death
+                    continue
+                done, _ = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    trial, key = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # a worker process crashed: the trial fails, the sweep goes on
+                        outcome = Failed(f"worker crashed: {exc.__class__.__name__}: {exc}")
+                    self._finish(trial, key, outcome)
+        except BaseException as exc:
+            # Ctrl-C, or the sweep cannot go on: running trials go back to the queue for `resume`.
+            interrupted = True
+            reason = (
+                "interrupted by the user" if isinstance(exc, KeyboardInterrupt) else f"sweep stopped: {exc}"
+            )
+            running = self._own_running()
+            for trial in running:
+                self.store.requeue_trial(trial.id, f"{reason}; runs again on resume")
+            log.warning("%s: %d running trial(s) queued again", reason, len(running))
+            if not isinstance(exc, KeyboardInterrupt):
+                self.store.set_sweep_status(self.sweep.id, "STOPPED")
+                raise
+        finally:
+            heartbeat.stop()
+            executor.shutdown(wait=not interrupted, cancel_futures=True)
+        return self._summarise(interrupted=interrupted, exhausted=exhausted)
+
+    def _summarise(self, *, interrupted: bool, exhausted: bool) -> SweepSummary:
+        trials = self.store.trials(self.sweep.id)
+        counts: dict[str, int] = {}
+        for trial in trials:
+            counts[trial.state.value] = counts.get(trial.state.value, 0) + 1
+        notes = []
+        if exhausted:
+            notes.append("the strategy has no more configs to propose (space exhausted)")
+        done = not interrupted and (exhausted or self._trained_or_running() >= self.config.trials)
+        self.store.set_sweep_status(self.sweep.id, "DONE" if done else "STOPPED")
+        fix_reference_point(self.store, self.sweep)
+        front, volume = sweep_front(self.store, self.store.get_sweep(self.sweep.name) or self.sweep)
+        return SweepSummary(self.sweep.name, counts, front, volume, interrupted, notes)
+
+
+def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], float | None]:
+    """Pareto front of the completed full-fidelity trials and its hypervolume.
+
+    The hypervolume is normalised by the reference point (each objective divided by its reference value's
+    magnitude), so it is dimensionless and comparable over time. Without a stored reference point a
+    provisional one is derived from the trials (the driver stores one at the end of a sweep's first run).
+    """
+    names = [o["name"] for o in sweep.objectives]
+    directions = [o["direction"] for o in sweep.objectives]
+    completed = [
+        t for t in store.trials(sweep.id, [TrialState.COMPLETED]) if all(n in t.results for n in names)
+    ]
+    if not completed:
+        return [], None
+    points = np.array([[t.results[n] for n in names] for t in completed], dtype=float)
+    reference = sweep.reference_point or default_reference(points, directions)
+    scale = [abs(v) or 1.0 for v in reference]
+    front = [completed[i] for i in pareto_front(points, directions)]
+    return front, float(hypervolume(points, directions, reference, scale=scale))
+
+
+def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
+    """Store a reference point derived from the completed trials, once, if the config gave none."""
+    if sweep.reference_point is not None:
+        return
+    names = [o["name"] for o in sweep.objectives]
+    points = [
+        [t.results[n] for n in names]
+        for t in store.trials(sweep.id, [TrialState.COMPLETED])
+        if all(n in t.results for n in names)
+    ]
+    if points:
+        store.set_reference_point(
+            sweep.id, default_reference(points, [o["direction"] for o in sweep.objectives])
+        )
+
+
+def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) -> SweepSummary:
+    """Create (or continue) the sweep described by ``config`` and run it to its budget."""
+    return Driver(config, progress=progress).run()

@@ -1,0 +1,172 @@
+"""One trial, as a worker runs it: build -> cost (reject over budget) -> train -> evaluate -> final cost.
+
+The worker writes per-epoch metrics, the cost report and the checkpoint to the store; the driver alone
+moves the trial between states from the returned :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import io
+import logging
+import math
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from search._config import HardwareConfig, TaskConfig
+from search._store import Store
+from search._types import Completed, Failed, Outcome, Rejected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """Everything a worker needs to run one trial; plain data so it pickles to another process."""
+
+    store_url: str
+    trial_id: int
+    number: int
+    task: TaskConfig
+    config: dict[str, Any]
+    objectives: tuple[str, ...]
+    budgets: tuple[str, ...]
+    hardware: HardwareConfig
+    epochs: int
+    patience: int | None
+    data_seed: int
+    seed: int
+    checkpoint_dir: str | None
+
+
+def die_with_parent() -> None:
+    """Process-pool initializer: a worker must not outlive a killed driver (Linux prctl PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    torch.set_num_threads(1)
+
+
+@functools.lru_cache(maxsize=4)
+def _store(url: str) -> Store:
+    return Store(url)
+
+
+@functools.lru_cache(maxsize=2)
+def _task_data(task: TaskConfig, seed: int) -> Any:
+    from objectives import get_task
+
+    return get_task(task.name).prepare(task.data, rows=task.rows, seed=seed, val_rows=task.val_rows)
+
+
+def hw_settings(hardware: HardwareConfig) -> Any:
+    from hw_models import HWSettings
+
+    return HWSettings(
+        io_type=hardware.io_type,
+        reuse_factor=hardware.reuse_factor,
+        strategy=hardware.strategy,
+        default_precision=hardware.default_precision,
+        clock_period_ns=hardware.clock_period_ns,
+    )
+
+
+def _objective_values(
+    names: tuple[str, ...], metrics: Mapping[str, float], totals: Mapping[str, float]
+) -> Outcome:
+    values: dict[str, float] = {}
+    for name in names:
+        value = metrics[name] if name in metrics else totals[name]
+        if math.isnan(value):
+            return Failed(f"objective {name} is NaN")
+        values[name] = float(value)
+    return Completed(values)
+
+
+def model_kb(model: torch.nn.Module, config: Mapping[str, Any]) -> float:
+    """Storage of the whole model's non-zero weights in KiB: weight_bits each if quantized, else 32."""
+    bits = int(config["weight_bits"]) if config.get("quantize") else 32
+    # Weights and biases only: quantizer scales are not stored with the model on chip.
+    nonzero = sum(
+        int(torch.count_nonzero(p).item())
+        for name, p in model.named_parameters()
+        if name.endswith(("weight", "bias"))
+    )
+    return nonzero * bits / 8 / 1024
+
+
+def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] | None:
+    if job.checkpoint_dir is None:
+        return None
+    directory = Path(job.checkpoint_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    payload = buffer.getvalue()
+    path = directory / f"trial-{job.number:05d}.pt"
+    tmp = path.with_suffix(".pt.tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    return str(path), hashlib.sha256(payload).hexdigest()
+
+
+def run_trial(job: TrialJob) -> Outcome:
+    """Run one trial. Never raises for a trial-level problem: failures come back as Failed/Rejected."""
+    from hw_models import Budget, HWError, estimate
+    from objectives import DivergedError, TrainSettings, get_task, train
+    from spaces import build_model
+
+    store = _store(job.store_url)
+    task = get_task(job.task.name)
+    settings = hw_settings(job.hardware)
+    try:
+        torch.manual_seed(job.seed)
+        model = build_model(job.task.name, job.config)
+        try:
+            report = estimate(model.encoder, task.input_shape, settings)
+        except HWError as exc:
+            return Rejected(f"hardware model: {exc}")
+        store.record_cost(job.trial_id, report.to_dict())
+        for budget in (Budget.parse(text) for text in job.budgets):
+            reason = budget.check(report)
+            if reason is not None:
+                return Rejected(reason)
+
+        data = _task_data(job.task, job.data_seed)
+        train_settings = TrainSettings(
+            epochs=job.epochs,
+            batch_size=int(job.config.get("batch_size", 500)),
+            lr=float(job.config.get("lr", 1e-3)),
+            seed=job.seed,
+            patience=job.patience,
+        )
+
+        def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            store.record_metrics(job.trial_id, epoch, metrics)
+
+        result = train(model, task, data, train_settings, report=report_epoch)
+        metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
+        if float(job.config.get("sparsity", 0.0)) > 0:
+            report = estimate(model.encoder, task.input_shape, settings)  # real sparsity after training
+            store.record_cost(job.trial_id, report.to_dict())
+        saved = _save_checkpoint(model, job)
+        if saved is not None:
+            store.add_artifact(job.trial_id, "checkpoint", *saved)
+        outcome = _objective_values(job.objectives, metrics, report.totals)
+        if isinstance(outcome, Completed):
+            extra = {k: float(v) for k, v in {**report.totals, **metrics}.items() if not math.isnan(v)}
+            return Completed({**extra, **outcome.values}, fidelity=result.epochs_run)
+        return outcome
+    except DivergedError as exc:
+        return Failed(f"diverged: {exc}")
+    except Exception as exc:  # one bad trial never stops a sweep; the reason is stored verbatim
+        log.exception("trial %d failed", job.number)
+        return Failed(f"{exc.__class__.__name__}: {exc}")

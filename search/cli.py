@@ -1,0 +1,292 @@
+"""The `hwnas` command line. Only this module prints; every bad input exits with code 2 and one message."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="hwnas: architecture + hyperparameter search for FPGA/ASIC neural networks.", no_args_is_help=True
+)
+sweep_app = typer.Typer(help="Launch, resume, validate and inspect sweeps.", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store", envvar="HWNAS_STORE", help="Store URL (sqlite:///FILE.db or postgresql+psycopg://...)."
+    ),
+]
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from hw_models import HWError
+    from objectives import DataError
+    from search._config import ConfigError
+    from search._driver import SweepError
+    from search._store import StoreError
+    from search._strategies import StrategyError
+    from spaces import SpaceError
+
+    return (ConfigError, StoreError, SweepError, StrategyError, SpaceError, HWError, DataError)
+
+
+def cli_errors(func: F) -> F:
+    """Turn the library's input errors into one clear message and exit code 2 (never a traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except _user_errors() as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("ax", "optuna", "hls4ml", "alembic", "brevitas"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isinf(value) or math.isnan(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
+
+
+def _run(config: Any) -> None:
+    from search._driver import run_sweep
+    from search._report import front_report
+    from search._store import Store
+
+    objectives = [o.name for o in config.objectives]
+
+    def print_trial(trial: Any, done: int, total: int) -> None:
+        values = ", ".join(f"{k}={_fmt(trial.results[k])}" for k in objectives if k in trial.results)
+        detail = values or (trial.error or "")
+        err.print(
+            f"[{done}/{total}] trial {trial.number} {trial.state.value}: {detail}",
+            highlight=False,
+            markup=False,
+        )
+
+    err.print(
+        f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
+        f"{config.strategy.name}, {config.executor.workers} worker(s), store {config.store}"
+    )
+    summary = run_sweep(config, progress=print_trial)
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.counts.items()))
+    err.print(f"sweep {summary.name}: {counts}" + ("; interrupted" if summary.interrupted else ""))
+    for note in summary.notes:
+        err.print(note)
+    store = Store(config.store)
+    sweep = store.get_sweep(config.name)
+    if sweep is not None:
+        _print_front(front_report(store, sweep))
+    store_flag = "" if config.store == "sqlite:///hwnas.db" else f" --store {config.store}"
+    if summary.interrupted:
+        err.print(f"continue with: hwnas sweep resume {config.name}{store_flag}")
+        raise typer.Exit(130)
+    err.print(f"next: hwnas pareto {config.name}{store_flag} --plot front.png")
+
+
+def _print_front(report: Any) -> None:
+    rows = report.rows()
+    title = f"Pareto front of {report.sweep.name}"
+    if report.hypervolume is not None:
+        title += f" (hypervolume {report.hypervolume:.4g}, reference point {report.sweep.reference_point})"
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else ["trial", *report.objectives]
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in report.objectives or column == "trial" else "left"
+        )
+    for row in rows:
+        table.add_row(*(_fmt(row[c]) for c in columns))
+    out.print(table)
+    if not rows:
+        out.print("no completed trials yet")
+    out.print("cost quantities are estimates from the hls4ml model graph (no synthesis)")
+
+
+@sweep_app.command("launch")
+@cli_errors
+def launch(
+    file: Annotated[Path, typer.Argument(help="Sweep config YAML.")],
+    store: StoreOption = None,
+    name: Annotated[str | None, typer.Option(help="Override the sweep name.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Override the trial budget.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Override the number of worker processes.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Create a sweep from FILE and run it (an identical existing sweep continues)."""
+    from search._config import load_config
+
+    _setup_logging(verbose)
+    base = load_config(file)
+    overrides: dict[str, Any] = {"store": store, "name": name, "trials": trials}
+    if workers is not None:
+        overrides["executor"] = {**base.executor.model_dump(), "workers": workers}
+    _run(load_config(file, **overrides))
+
+
+@sweep_app.command("resume")
+@cli_errors
+def resume(
+    name: Annotated[str, typer.Argument(help="Name of a sweep in the store.")],
+    store: StoreOption = None,
+    trials: Annotated[int | None, typer.Option(help="Raise the trial budget.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Number of worker processes.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Continue a stopped or crashed sweep with no lost and no duplicated trials."""
+    from search._config import parse_config
+    from search._driver import load_sweep
+    from search._store import Store
+
+    _setup_logging(verbose)
+    url = store or "sqlite:///hwnas.db"
+    _, config = load_sweep(Store(url), name)
+    data = config.model_dump(mode="json")
+    data["store"] = url
+    if trials is not None:
+        data["trials"] = trials
+    if workers is not None:
+        data["executor"]["workers"] = workers
+    _run(parse_config(data, source=f"sweep {name}"))
+
+
+@sweep_app.command("validate")
+@cli_errors
+def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -> None:
+    """Check a sweep config and explain what is wrong and where."""
+    from search._config import load_config
+    from search._driver import resolve_space
+
+    config = load_config(file)
+    resolve_space(config)
+    out.print(
+        f"{file}: valid. sweep {config.name}: task {config.task.name}, objectives "
+        + ", ".join(f"{o.name} ({o.direction})" for o in config.objectives)
+        + f", strategy {config.strategy.name}, {config.trials} trials x {config.epochs} epochs"
+    )
+
+
+@sweep_app.command("list")
+@cli_errors
+def list_sweeps(store: StoreOption = None) -> None:
+    """List the sweeps in the store with their progress."""
+    from search._store import Store
+
+    db = Store(store or "sqlite:///hwnas.db")
+    table = Table("sweep", "status", "trials", "completed", "failed", "infeasible", "updated")
+    for sweep in db.list_sweeps():
+        trials = db.trials(sweep.id)
+        states = [t.state.value for t in trials]
+        table.add_row(
+            sweep.name,
+            sweep.status,
+            str(len(trials)),
+            str(states.count("COMPLETED")),
+            str(states.count("FAILED")),
+            str(states.count("INFEASIBLE")),
+            f"{sweep.updated_at:%Y-%m-%d %H:%M}",
+        )
+    out.print(table)
+
+
+@sweep_app.command("status")
+@cli_errors
+def status(name: Annotated[str, typer.Argument()], store: StoreOption = None) -> None:
+    """Show a sweep's trials: state, epochs reached, objectives or error."""
+    from search._driver import load_sweep
+    from search._report import describe
+    from search._store import Store
+
+    db = Store(store or "sqlite:///hwnas.db")
+    sweep, config = load_sweep(db, name)
+    objectives = [o.name for o in config.objectives]
+    table = Table(
+        "trial", "state", "epochs", *objectives, "architecture", "error", title=f"{name} ({sweep.status})"
+    )
+    for t in db.trials(sweep.id):
+        table.add_row(
+            str(t.number),
+            t.state.value,
+            str(t.fidelity),
+            *(_fmt(t.results[o]) if o in t.results else "" for o in objectives),
+            describe(t.params),
+            (t.error or "")[:80],
+        )
+    out.print(table)
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("pareto")
+@cli_errors
+def pareto(
+    name: Annotated[str, typer.Argument(help="Name of a sweep in the store.")],
+    store: StoreOption = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
+    plot: Annotated[Path | None, typer.Option(help="Write a quality-vs-cost PNG here.")] = None,
+) -> None:
+    """Print the Pareto front (completed full-fidelity trials) and its hypervolume."""
+    from search._driver import load_sweep
+    from search._report import front_report
+    from search._store import Store
+
+    db = Store(store or "sqlite:///hwnas.db")
+    sweep, _ = load_sweep(db, name)
+    report = front_report(db, sweep)
+    if fmt is Format.csv:
+        sys.stdout.write(report.to_csv())
+    elif fmt is Format.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        _print_front(report)
+    if plot is not None:
+        if len(report.objectives) < 2:
+            raise typer.BadParameter("--plot needs a sweep with at least two objectives")
+        report.plot(plot)
+        err.print(f"plot written to {plot}")
+
+
+def _mount_data_commands() -> None:
+    from search._data_cli import data_app
+
+    app.add_typer(data_app, name="data")
+
+
+_mount_data_commands()
+
+if __name__ == "__main__":
+    app()

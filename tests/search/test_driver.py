@@ -1,0 +1,156 @@
+"""The sweep driver end to end on small real sweeps (in-process, one worker, real SQLite/PostgreSQL)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from objectives import DivergedError
+from search._config import parse_config
+from search._driver import SweepError, load_sweep, run_sweep
+from search._schema import TrialState
+from search._store import Store
+
+
+def small_config(store: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": "tiny",
+        "task": {"name": "econt", "data": "synthetic", "rows": 1500, "val_rows": 300},
+        "space": "econt",
+        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
+        "strategy": {"name": "random"},
+        "trials": 3,
+        "epochs": 1,
+        "store": store,
+        "seed": 3,
+    }
+    config.update(overrides)
+    return config
+
+
+def test_sweep_records_every_trial_with_metrics_costs_and_checkpoints(sqlite_url: str) -> None:
+    config = parse_config(small_config(sqlite_url, warm_start=["econt_baseline"]))
+    summary = run_sweep(config)
+    store = Store(sqlite_url)
+    sweep, stored = load_sweep(store, "tiny")
+    assert stored.fingerprint() == config.fingerprint()
+    trained = store.trials(sweep.id, [TrialState.COMPLETED])
+    assert len(trained) == 3
+    assert trained[0].origin == "warm-start" and trained[0].number == 0
+    for trial in trained:
+        assert trial.fidelity == 1
+        assert {"emd_mean", "bops", "ops", "model_kb"} <= set(trial.results)
+        assert 0 < trial.results["emd_mean"] < 20
+        assert [row["epoch"] for row in store.metrics(trial.id)] == [1]
+        assert store.costs([trial.id])[trial.id]["totals"]["bops"] == trial.results["bops"]
+        (artifact,) = store.artifacts(trial.id)
+        assert Path(artifact["path"]).is_file() and len(artifact["sha256"]) == 64
+    baseline = trained[0]
+    assert baseline.results["ops"] == 6544  # the reference encoder, costed the reference's way
+    assert summary.front and summary.hypervolume is not None and summary.hypervolume > 0
+    assert store.get_sweep("tiny").reference_point is not None  # fixed once, stored with the sweep
+
+
+def test_over_budget_configs_are_rejected_without_training(sqlite_url: str) -> None:
+    config = parse_config(small_config(sqlite_url, budgets=["bops <= 5e5"], warm_start=["econt_baseline"]))
+    run_sweep(config)
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trials = store.trials(sweep.id)
+    baseline = trials[0]
+    assert baseline.origin == "warm-start" and baseline.state is TrialState.INFEASIBLE
+    assert baseline.error == "bops = 939588 exceeds budget bops <= 500000"
+    assert store.metrics(baseline.id) == []  # never trained
+    completed = store.trials(sweep.id, [TrialState.COMPLETED])
+    assert len(completed) == 3 and all(t.results["bops"] <= 5e5 for t in completed)
+
+
+def test_a_budget_nothing_meets_stops_the_sweep_cleanly(sqlite_url: str) -> None:
+    with pytest.raises(SweepError, match=r"in a row were infeasible or over budget \(bops <= 1\)"):
+        run_sweep(parse_config(small_config(sqlite_url, budgets=["bops <= 1"])))
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    assert store.get_sweep("tiny").status == "STOPPED"
+    assert {t.state for t in store.trials(sweep.id)} == {TrialState.INFEASIBLE}
+    assert all(store.metrics(t.id) == [] for t in store.trials(sweep.id))
+
+
+def test_failing_and_diverging_trials_never_stop_the_sweep(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import objectives
+
+    real_train = objectives.train
+    calls = {"n": 0}
+
+    def faulty_train(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("injected fault")
+        if calls["n"] == 2:
+            raise DivergedError("loss became nan at epoch 1")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(objectives, "train", faulty_train)
+    summary = run_sweep(parse_config(small_config(sqlite_url, trials=3)))
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trials = store.trials(sweep.id)
+    assert [t.state for t in trials] == [TrialState.FAILED, TrialState.FAILED, TrialState.COMPLETED]
+    assert trials[0].error == "RuntimeError: injected fault"
+    assert trials[1].error is not None and trials[1].error.startswith("diverged:")
+    assert summary.counts == {"FAILED": 2, "COMPLETED": 1}
+
+
+def test_nan_objective_fails_the_trial(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from objectives import get_task
+
+    task_class = type(get_task("econt"))
+    real_evaluate = task_class.evaluate
+
+    def nan_emd(self: Any, model: Any, data: Any) -> dict[str, float]:
+        return {**real_evaluate(self, model, data), "emd_mean": math.nan}
+
+    monkeypatch.setattr(task_class, "evaluate", nan_emd)
+    run_sweep(parse_config(small_config(sqlite_url, trials=1)))
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    (trial,) = store.trials(sweep.id)
+    assert trial.state is TrialState.FAILED and trial.error == "objective emd_mean is NaN"
+    assert trial.results == {}
+
+
+def test_same_name_with_a_different_config_is_refused(sqlite_url: str) -> None:
+    run_sweep(parse_config(small_config(sqlite_url, trials=1)))
+    with pytest.raises(SweepError, match=r"'tiny' already exists .* with a different config"):
+        run_sweep(parse_config(small_config(sqlite_url, trials=1, epochs=2)))
+    store = Store(sqlite_url)
+    assert len(store.list_sweeps()) == 1
+    sweep, _ = load_sweep(store, "tiny")
+    assert len(store.trials(sweep.id)) == 1
+
+
+def test_relaunch_with_a_larger_budget_continues_without_repeats(sqlite_url: str) -> None:
+    run_sweep(parse_config(small_config(sqlite_url, trials=2)))
+    run_sweep(parse_config(small_config(sqlite_url, trials=4)))
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trials = store.trials(sweep.id)
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert len({t.config_hash for t in trials}) == 4  # the rebuilt strategy did not replay its first configs
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_workers_on_postgres(postgres_url: str) -> None:
+    config = parse_config(small_config(postgres_url, trials=4, executor={"kind": "local", "workers": 2}))
+    summary = run_sweep(config)
+    assert summary.counts == {"COMPLETED": 4}
+    store = Store(postgres_url)
+    sweep, _ = load_sweep(store, "tiny")
+    workers = {t.worker for t in store.trials(sweep.id)}
+    assert len(workers) == 1  # one driver process owns the trials it ran through its pool
+    assert all(len(store.metrics(t.id)) == 1 for t in store.trials(sweep.id))  # written by the workers
