@@ -1,0 +1,418 @@
+"""Architecture families built from a config: `ConvAutoencoder` (ECON-T 8x8) and `DenseAutoencoder` (fADC250
+48-sample waveforms), both `Autoencoder`s with the pruning/L1 hooks the training loop calls duck-typed.
+
+The encoder is what goes on chip and through hls4ml, so it only uses nn.Conv2d / QuantConv2d, nn.Linear /
+QuantLinear, nn.ReLU / QuantReLU, QuantIdentity, nn.MaxPool2d and nn.Flatten inside one nn.Sequential.
+With ``quantize`` the encoder (only: the decoder runs off-detector in float) uses per-tensor power-of-two
+Brevitas quantizers, each a plain attribute of its layer so hls4ml's "mirror" route can read bit width and
+scale: the input passes a QuantIdentity at ``input_bits`` (unsigned for ECON-T charges, signed for
+waveforms), weights are ``weight_bits``, biases are fixed point at ``weight_bits`` with their own
+power-of-two scale, hidden ReLUs output ``act_bits`` and the latent ReLU (the encoded outputs that leave
+the chip) ``output_bits``. Every encoder value is then an integer times a power of two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import _shapes
+from ._errors import SpaceError
+
+TASK_INPUT_SHAPES: dict[str, tuple[int, ...]] = {"econt": (1, 8, 8), "waveform": (48,)}
+# Input bit width when a quantized config does not set input_bits: the reference ECON-T QAT model used 10-bit
+# inputs; the fADC250 digitises at 12 bits.
+_DEFAULT_INPUT_BITS = {"econt": 10, "waveform": 12}
+_DECODERS = ("convtranspose", "upsample")
+_IMAGE_SIZE = 8
+# Polynomial pruning schedule (Zhu & Gupta 2017): the target is reached at this fraction of training.
+_PRUNING_RAMP = 2 / 3
+_PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class _Quantization:
+    weight_bits: int
+    act_bits: int
+    input_bits: int
+    output_bits: int
+
+
+class _Layers:
+    """Float or quantized versions of the encoder's layer types.
+
+    Brevitas is imported here, not at module level: it takes seconds to import and float models (and every
+    process that only validates configs) do not need it.
+    """
+
+    def __init__(self, quant: _Quantization | None) -> None:
+        self.quant = quant
+
+    @staticmethod
+    def _weight_options(quant: _Quantization) -> dict[str, Any]:
+        from brevitas.quant import Int8BiasPerTensorFixedPointInternalScaling, Int8WeightPerTensorFixedPoint
+
+        return {
+            "weight_quant": Int8WeightPerTensorFixedPoint,
+            "weight_bit_width": quant.weight_bits,
+            "bias_quant": Int8BiasPerTensorFixedPointInternalScaling,
+            "bias_bit_width": quant.weight_bits,
+        }
+
+    def conv(self, layer: _shapes.ConvLayer, in_channels: int) -> nn.Module:
+        shape = (in_channels, layer.filters, layer.kernel)
+        if self.quant is None:
+            return nn.Conv2d(*shape, stride=layer.stride, padding=layer.padding)
+        from brevitas.nn import QuantConv2d
+
+        return QuantConv2d(
+            *shape, stride=layer.stride, padding=layer.padding, **self._weight_options(self.quant)
+        )
+
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        if self.quant is None:
+            return nn.Linear(in_features, out_features)
+        from brevitas.nn import QuantLinear
+
+        return QuantLinear(in_features, out_features, bias=True, **self._weight_options(self.quant))
+
+    def relu(self, *, encoded: bool = False) -> nn.Module:
+        if self.quant is None:
+            return nn.ReLU()
+        from brevitas.nn import QuantReLU
+        from brevitas.quant import Uint8ActPerTensorFixedPoint
+
+        bits = self.quant.output_bits if encoded else self.quant.act_bits
+        return QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits)
+
+    def input(self, *, signed: bool) -> list[nn.Module]:
+        if self.quant is None:
+            return []
+        from brevitas.nn import QuantIdentity
+        from brevitas.quant import Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
+
+        quantizer = Int8ActPerTensorFixedPoint if signed else Uint8ActPerTensorFixedPoint
+        return [QuantIdentity(act_quant=quantizer, bit_width=self.quant.input_bits)]
+
+
+class Autoencoder(nn.Module):
+    """``forward(x) = decoder(encoder(x))``; the encoder maps (N, *input_shape) to (N, latent_width).
+
+    Pruning (``sparsity`` > 0) keeps one 0/1 mask buffer per Conv/ConvTranspose/Linear weight of encoder and
+    decoder (buffers of this module, not parametrisations: the layers keep plain weights for hls4ml).
+    Hooks for the training loop: ``before_epoch(epoch, n_epochs)`` raises the mask sparsity on a polynomial
+    schedule and applies the masks, ``after_step()`` re-applies them after each optimiser step,
+    ``regularization()`` is the L1 penalty (zero without ``l1``).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Sequential,
+        decoder: nn.Module,
+        *,
+        input_shape: tuple[int, ...],
+        latent_width: int,
+        quantized: bool,
+        sparsity: float = 0.0,
+        l1: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= sparsity < 1.0:
+            raise SpaceError(f"sparsity must be in [0, 1), got {sparsity!r}")
+        if not l1 >= 0.0:
+            raise SpaceError(f"l1 must be >= 0, got {l1!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.input_shape = input_shape
+        self.latent_width = latent_width
+        self.quantized = quantized
+        self.sparsity = sparsity
+        self.l1 = l1
+        self._weighted = [
+            (f"{part}_{path.replace('.', '_')}", module)
+            for part, root in (("encoder", encoder), ("decoder", decoder))
+            for path, module in root.named_modules()
+            if isinstance(module, _PRUNABLE)
+        ]
+        self.pruning_masks = nn.Module()
+        if sparsity > 0:
+            for name, module in self._weighted:
+                self.pruning_masks.register_buffer(name, torch.ones_like(module.weight, dtype=torch.bool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+    def scheduled_sparsity(self, epoch: int, n_epochs: int) -> float:
+        """Mask sparsity at the start of 1-based ``epoch`` of ``n_epochs``: 0 at epoch 1, rising as
+        target * (1 - (1 - progress)^3) to the full target at epoch ceil(2/3 * n_epochs) and after."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise SpaceError(f"epoch must be an integer >= 1 (1-based), got {epoch!r}")
+        if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1:
+            raise SpaceError(f"n_epochs must be an integer >= 1, got {n_epochs!r}")
+        full_at = max(1, math.ceil(_PRUNING_RAMP * n_epochs))
+        progress = 1.0 if full_at == 1 else min(1.0, (epoch - 1) / (full_at - 1))
+        return self.sparsity * (1.0 - (1.0 - progress) ** 3)
+
+    def before_epoch(self, epoch: int, n_epochs: int) -> None:
+        """Recompute the masks at the scheduled sparsity (the smallest-magnitude weights of each tensor are
+        masked, exactly round(s * size) of them) and apply them. A no-op without pruning."""
+        target = self.scheduled_sparsity(epoch, n_epochs)
+        if self.sparsity == 0:
+            return
+        with torch.no_grad():
+            for name, module in self._weighted:
+                weight = module.weight
+                n_pruned = round(target * weight.numel())
+                mask = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
+                # Stable order: weights already pruned to exactly 0 stay pruned as the target rises.
+                mask[torch.argsort(weight.abs().flatten(), stable=True)[:n_pruned]] = False
+                getattr(self.pruning_masks, name).copy_(mask.view_as(weight))
+        self.after_step()
+
+    def after_step(self) -> None:
+        """Zero the masked weights again (the optimiser step may have moved them)."""
+        if self.sparsity == 0:
+            return
+        with torch.no_grad():
+            for name, module in self._weighted:
+                module.weight.mul_(getattr(self.pruning_masks, name))
+
+    def regularization(self) -> torch.Tensor:
+        """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded); a zero tensor
+        without ``l1``."""
+        if self.l1 == 0:
+            return torch.zeros(())
+        return self.l1 * sum((module.weight.abs().sum() for _, module in self._weighted), torch.zeros(()))
+
+    def weight_sparsity(self) -> float:
+        """Fraction of exactly-zero weights over every Conv/ConvTranspose/Linear weight tensor."""
+        zeros = sum(int((module.weight == 0).sum()) for _, module in self._weighted)
+        total = sum(module.weight.numel() for _, module in self._weighted)
+        return zeros / total
+
+
+# -- reading a config ------------------------------------------------------------------------------
+def _int(
+    config: Mapping[str, Any], key: str, task: str, *, minimum: int = 1, default: int | None = None
+) -> int:
+    if key not in config:
+        if default is None:
+            raise SpaceError(f"build_model({task!r}): config lacks {key!r}")
+        return default
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpaceError(f"build_model({task!r}): {key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def _compression(config: Mapping[str, Any], task: str) -> tuple[_Quantization | None, float, float]:
+    quant = None
+    if config.get("quantize", False):
+        quant = _Quantization(
+            weight_bits=_int(config, "weight_bits", task, minimum=2),
+            act_bits=_int(config, "act_bits", task, minimum=1),
+            input_bits=_int(config, "input_bits", task, minimum=1, default=_DEFAULT_INPUT_BITS[task]),
+            output_bits=_int(config, "output_bits", task, minimum=1),
+        )
+    return quant, _real(config, "sparsity", task), _real(config, "l1", task)
+
+
+def _real(config: Mapping[str, Any], key: str, task: str) -> float:
+    value = config.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpaceError(f"build_model({task!r}): {key}={value!r} must be a number")
+    return float(value)
+
+
+def _units(config: Mapping[str, Any], count: str, prefix: str, task: str, *, minimum: int) -> list[int]:
+    n_layers = _int(config, count, task, minimum=minimum, default=0 if minimum == 0 else None)
+    return [_int(config, f"{prefix}{i}_units", task) for i in range(n_layers)]
+
+
+# -- ECON-T ----------------------------------------------------------------------------------------
+class ConvAutoencoder(Autoencoder):
+    """(N, 1, 8, 8) -> latent -> (N, 1, 8, 8), output through a sigmoid.
+
+    Encoder: conv layers (padding k//2, ReLU, optional MaxPool2d(2)) -> Flatten -> dense layers (ReLU) ->
+    latent Linear + ReLU. Decoder: the dense layers mirrored -> Linear to the last feature map (ReLU) ->
+    per conv layer, in reverse, ConvTranspose2d with the layer's kernel and stride (output padding chosen to
+    restore the layer's input size; Upsample first if it pooled) or, with ``decoder="upsample"``,
+    Upsample(nearest) + stride-1 Conv2d -> a 1-channel head with the first layer's kernel -> sigmoid. Each
+    mirrored layer keeps channels (filters_i -> filters_{i-1}, the last one filters_0 -> filters_0) so the
+    reference "8x8_c8_S2_tele" comes out layer for layer. Without conv layers the decoder is dense to 64
+    outputs. The output is always exactly 8x8 (a ZeroPad2d fits even kernels).
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        task = "econt"
+        layers = _shapes.conv_layers(config)
+        problem = _shapes.problem(_IMAGE_SIZE, layers)
+        if problem is not None:
+            raise SpaceError(f"build_model('econt'): infeasible config: {problem}")
+        dense = _units(config, "n_dense", "dense", task, minimum=0)
+        latent = _int(config, "latent", task)
+        decoder_kind = config.get("decoder", "convtranspose")
+        if decoder_kind not in _DECODERS:
+            raise SpaceError(f"build_model('econt'): decoder={decoder_kind!r}; allowed: {list(_DECODERS)}")
+        quant, sparsity, l1 = _compression(config, task)
+        make = _Layers(quant)
+
+        encoder: list[nn.Module] = make.input(signed=False)
+        channels = 1
+        for layer in layers:
+            encoder += [make.conv(layer, channels), make.relu()]
+            if layer.pool:
+                encoder.append(nn.MaxPool2d(2))
+            channels = layer.filters
+        steps = _shapes.trace(_IMAGE_SIZE, layers)
+        size = steps[-1].size_out if steps else _IMAGE_SIZE
+        width = channels * size * size
+        encoder.append(nn.Flatten())
+        for units in dense:
+            encoder += [make.linear(width, units), make.relu()]
+            width = units
+        encoder += [make.linear(width, latent), make.relu(encoded=True)]
+
+        decoder: list[nn.Module] = []
+        width = latent
+        for units in reversed(dense):
+            decoder += [nn.Linear(width, units), nn.ReLU()]
+            width = units
+        if layers:
+            decoder += [
+                nn.Linear(width, channels * size * size),
+                nn.ReLU(),
+                nn.Unflatten(1, (channels, size, size)),
+            ]
+            decoder += _conv_decoder(layers, steps, decoder_kind)
+        else:
+            decoder += [
+                nn.Linear(width, _IMAGE_SIZE**2),
+                nn.Sigmoid(),
+                nn.Unflatten(1, (1, _IMAGE_SIZE, _IMAGE_SIZE)),
+            ]
+        super().__init__(
+            nn.Sequential(*encoder),
+            nn.Sequential(*decoder),
+            input_shape=TASK_INPUT_SHAPES[task],
+            latent_width=latent,
+            quantized=quant is not None,
+            sparsity=sparsity,
+            l1=l1,
+        )
+
+
+def _upsample(current: int, target: int) -> list[nn.Module]:
+    """Nearest upsampling from ``current`` to ``target`` pixels (an integer scale factor when there is one)."""
+    if current == target:
+        return []
+    if target % current == 0:
+        return [nn.Upsample(scale_factor=target // current, mode="nearest")]
+    return [nn.Upsample(size=(target, target), mode="nearest")]
+
+
+def _conv_decoder(
+    layers: list[_shapes.ConvLayer], steps: list[_shapes.ConvStep], kind: str
+) -> list[nn.Module]:
+    modules: list[nn.Module] = []
+    current = steps[-1].size_out
+    for i in reversed(range(len(layers))):
+        layer, step = layers[i], steps[i]
+        out_channels = layers[max(i - 1, 0)].filters
+        k, s, p = layer.kernel, layer.stride, layer.padding
+        if kind == "convtranspose":
+            modules += _upsample(current, step.size_conv)
+            output_padding = (
+                step.size_in + 2 * p - k
+            ) % s  # restores size_in exactly (< stride, as torch needs)
+            modules.append(
+                nn.ConvTranspose2d(layer.filters, out_channels, k, s, p, output_padding=output_padding)
+            )
+            current = step.size_in
+        else:
+            modules += _upsample(current, step.size_in)
+            modules.append(nn.Conv2d(layer.filters, out_channels, k, padding=p))
+            current = step.size_in + 2 * p - k + 1
+        modules.append(nn.ReLU())
+    first = layers[0]
+    k, p = first.kernel, first.padding
+    if kind == "convtranspose":
+        modules.append(nn.ConvTranspose2d(first.filters, 1, k, padding=p))
+        current = current - 1 - 2 * p + k
+    else:
+        modules.append(nn.Conv2d(first.filters, 1, k, padding=p))
+        current = current + 2 * p - k + 1
+    if current != _IMAGE_SIZE:  # even kernels: pad or (negative padding) crop to exactly 8x8
+        modules.append(nn.ZeroPad2d((0, _IMAGE_SIZE - current, 0, _IMAGE_SIZE - current)))
+    modules.append(nn.Sigmoid())
+    return modules
+
+
+# -- waveform --------------------------------------------------------------------------------------
+class DenseAutoencoder(Autoencoder):
+    """(N, 48) -> latent -> (N, 48), linear output.
+
+    Encoder: hidden Linear+ReLU layers -> latent Linear+ReLU. Decoder: Linear(latent, latent)+ReLU, the hidden
+    layers mirrored, Linear to 48. The reference 48-96-48-12 | 12-48-96-48 model has exactly this form
+    (20,088 parameters, counting its 12->12 decoder input layer).
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        task = "waveform"
+        (samples,) = TASK_INPUT_SHAPES[task]
+        hidden = _units(config, "n_hidden", "hidden", task, minimum=1)
+        latent = _int(config, "latent", task)
+        quant, sparsity, l1 = _compression(config, task)
+        make = _Layers(quant)
+
+        encoder: list[nn.Module] = make.input(signed=True)
+        width = samples
+        for units in hidden:
+            encoder += [make.linear(width, units), make.relu()]
+            width = units
+        encoder += [make.linear(width, latent), make.relu(encoded=True)]
+
+        decoder: list[nn.Module] = [nn.Linear(latent, latent), nn.ReLU()]
+        width = latent
+        for units in reversed(hidden):
+            decoder += [nn.Linear(width, units), nn.ReLU()]
+            width = units
+        decoder.append(nn.Linear(width, samples))
+        super().__init__(
+            nn.Sequential(*encoder),
+            nn.Sequential(*decoder),
+            input_shape=TASK_INPUT_SHAPES[task],
+            latent_width=latent,
+            quantized=quant is not None,
+            sparsity=sparsity,
+            l1=l1,
+        )
+
+
+_FAMILIES: dict[str, Callable[[Mapping[str, Any]], Autoencoder]] = {
+    "econt": ConvAutoencoder,
+    "waveform": DenseAutoencoder,
+}
+
+
+def build_model(task: str, config: Mapping[str, Any]) -> Autoencoder:
+    """The model a (canonical) config describes for ``task`` ("econt" or "waveform").
+
+    Architecture keys: econt ``n_conv``, ``conv<i>_filters/_kernel/_stride/_pool``, ``n_dense`` (default
+    0), ``dense<i>_units``, ``latent``, ``decoder`` (default "convtranspose"); waveform ``n_hidden`` (>= 1),
+    ``hidden<i>_units``, ``latent``. Compression keys: ``quantize`` (default false) with ``weight_bits``,
+    ``act_bits``, ``output_bits``, ``input_bits`` (default 10 for econt, 12 for waveform); ``sparsity``
+    (default 0); ``l1`` (default 0). Other keys (lr, batch_size, ...) are ignored.
+    Raises SpaceError for an unknown task, a missing or malformed key, or an infeasible conv stack (which
+    ``Space.validate`` reports as Infeasible before it gets here).
+    """
+    if task not in _FAMILIES:
+        raise SpaceError(f"unknown task {task!r}; allowed: {list(_FAMILIES)}")
+    if not isinstance(config, Mapping):
+        raise SpaceError(f"build_model({task!r}): config must be a mapping, got {config!r}")
+    return _FAMILIES[task](config)

@@ -1,0 +1,214 @@
+"""build_model (float models): reference parameter counts, shapes for every feasible config, pruning, L1.
+
+Quantized models are in test_quantized.py."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from spaces import (
+    Autoencoder,
+    ConvAutoencoder,
+    DenseAutoencoder,
+    SpaceError,
+    build_model,
+    get_preset,
+    get_space,
+)
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_econt_baseline_is_the_reference_model_layer_for_layer() -> None:
+    model = build_model("econt", get_preset("econt_baseline"))
+    assert isinstance(model, ConvAutoencoder) and isinstance(model, Autoencoder)
+    assert _count(model) == 4977 and _count(model.encoder) == 2144 and _count(model.decoder) == 2833
+    conv, linear = model.encoder[0], model.encoder[3]
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (
+        1,
+        8,
+        (3, 3),
+        (2, 2),
+        (1, 1),
+    )
+    assert (linear.in_features, linear.out_features) == (128, 16)
+    assert [type(m).__name__ for m in model.encoder] == ["Conv2d", "ReLU", "Flatten", "Linear", "ReLU"]
+    assert [type(m).__name__ for m in model.decoder] == [
+        "Linear",
+        "ReLU",
+        "Unflatten",
+        "ConvTranspose2d",
+        "ReLU",
+        "ConvTranspose2d",
+        "Sigmoid",
+    ]
+    assert (model.input_shape, model.latent_width, model.quantized) == ((1, 8, 8), 16, False)
+
+
+def test_waveform_baseline_is_the_reference_model() -> None:
+    model = build_model("waveform", get_preset("waveform_baseline"))
+    assert isinstance(model, DenseAutoencoder)
+    assert _count(model) == 20088
+    widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    assert widths == [(48, 96), (96, 48), (48, 12), (12, 12), (12, 48), (48, 96), (96, 48)]
+    assert (model.input_shape, model.latent_width) == ((48,), 12)
+    x = torch.rand(5, 48)
+    assert model.encoder(x).shape == (5, 12) and model(x).shape == (5, 48)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), task=st.sampled_from(["econt", "waveform"]))
+def test_property_every_sampled_float_config_builds_with_the_right_shapes(
+    seed: int, task: str, check_shapes: Callable[[str, dict], Autoencoder]
+) -> None:
+    space = get_space(task)
+    config = space.validate({**space.sample(np.random.default_rng(seed)), "quantize": False})
+    assert isinstance(config, dict)
+    model = check_shapes(task, config)
+    if task == "econt":
+        out = model(torch.rand(2, 1, 8, 8))
+        assert ((out > 0) & (out < 1)).all()  # sigmoid
+
+
+@pytest.mark.parametrize("decoder", ["convtranspose", "upsample"])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [(3, 1, False)],
+        [(5, 4, False), (3, 2, False)],
+        [(1, 2, True), (3, 1, True), (5, 4, False)],
+        [(2, 1, False), (4, 2, True)],  # even kernels (user spaces): 'same'-like padding grows the map
+        [(3, 2, True), (3, 1, True), (3, 1, False)],
+    ],
+)
+def test_conv_stacks_always_reconstruct_8x8(
+    layers: list[tuple[int, int, bool]], decoder: str, check_shapes: Callable[[str, dict], Autoencoder]
+) -> None:
+    config = {"n_conv": len(layers), "n_dense": 1, "dense0_units": 8, "latent": 12, "decoder": decoder}
+    for i, (kernel, stride, pool) in enumerate(layers):
+        config.update({f"conv{i}_filters": 4 + i, f"conv{i}_kernel": kernel, f"conv{i}_stride": stride})
+        config[f"conv{i}_pool"] = pool
+    model = check_shapes("econt", {**config, "quantize": False})
+    if decoder == "upsample":  # synthesizable decoder: no ConvTranspose
+        assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.decoder.modules())
+
+
+def test_econt_without_conv_layers_uses_a_dense_decoder(
+    check_shapes: Callable[[str, dict], Autoencoder],
+) -> None:
+    config = {
+        "n_conv": 0,
+        "n_dense": 2,
+        "dense0_units": 64,
+        "dense1_units": 32,
+        "latent": 16,
+        "quantize": False,
+    }
+    model = check_shapes("econt", config)
+    assert [type(m).__name__ for m in model.encoder] == [
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Linear",
+        "ReLU",
+        "Linear",
+        "ReLU",
+    ]
+    assert not any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.decoder.modules())
+    assert model.encoder[1].in_features == 64
+
+
+def test_build_model_errors_name_the_problem() -> None:
+    preset = get_preset("econt_baseline")
+    with pytest.raises(SpaceError, match=r"unknown task 'econ'; allowed: \['econt', 'waveform'\]"):
+        build_model("econ", preset)
+    with pytest.raises(SpaceError, match=r"build_model\('econt'\): config lacks 'latent'"):
+        build_model("econt", {k: v for k, v in preset.items() if k != "latent"})
+    with pytest.raises(
+        SpaceError, match="config lacks 'conv0_kernel', which the conv layers it declares need"
+    ):
+        build_model("econt", {k: v for k, v in preset.items() if k != "conv0_kernel"})
+    with pytest.raises(SpaceError, match=r"decoder='deconv'; allowed: \['convtranspose', 'upsample'\]"):
+        build_model("econt", {**preset, "decoder": "deconv"})
+    with pytest.raises(SpaceError, match="infeasible config: conv0: max-pooling its 1x1 output"):
+        # kernel 1, stride 8: 8x8 -> 1x1, then max-pooling -> 0x0
+        build_model("econt", {**preset, "conv0_kernel": 1, "conv0_stride": 8, "conv0_pool": True})
+    with pytest.raises(SpaceError, match=r"build_model\('econt'\): weight_bits=0 must be an integer >= 2"):
+        build_model("econt", {**preset, "quantize": True, "weight_bits": 0, "act_bits": 8, "output_bits": 9})
+    with pytest.raises(SpaceError, match=r"build_model\('waveform'\): n_hidden=0 must be an integer >= 1"):
+        build_model("waveform", {**get_preset("waveform_baseline"), "n_hidden": 0})
+    with pytest.raises(SpaceError, match=r"sparsity must be in \[0, 1\), got 1.0"):
+        build_model("waveform", {**get_preset("waveform_baseline"), "sparsity": 1.0})
+
+
+# -- pruning and L1 --------------------------------------------------------------------------------
+def test_pruning_schedule_is_polynomial_and_reaches_the_target_at_two_thirds() -> None:
+    model = build_model("waveform", {**get_preset("waveform_baseline"), "sparsity": 0.8})
+    schedule = [model.scheduled_sparsity(epoch, 9) for epoch in range(1, 10)]
+    assert schedule[0] == 0.0
+    assert schedule[5:] == [0.8] * 4  # full target from epoch ceil(2/3 * 9) = 6
+    assert all(a < b for a, b in itertools.pairwise(schedule[:6]))
+    assert schedule[1] == pytest.approx(0.8 * (1 - (1 - 1 / 5) ** 3))
+    assert model.scheduled_sparsity(1, 1) == 0.8
+    with pytest.raises(SpaceError, match=r"epoch must be an integer >= 1 \(1-based\), got 0"):
+        model.before_epoch(0, 9)
+    with pytest.raises(SpaceError, match="n_epochs must be an integer >= 1, got 0"):
+        model.before_epoch(1, 0)
+
+
+def test_pruning_reaches_the_target_sparsity_through_training() -> None:
+    torch.manual_seed(0)
+    config = {**get_preset("econt_baseline"), "sparsity": 0.75}
+    model = build_model("econt", config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(32, 1, 8, 8)
+    n_epochs = 6
+    measured = []
+    for epoch in range(1, n_epochs + 1):
+        model.before_epoch(epoch, n_epochs)
+        for _ in range(3):
+            optimiser.zero_grad()
+            nn.functional.mse_loss(model(x), x).backward()
+            optimiser.step()
+            model.after_step()
+        measured.append(model.weight_sparsity())
+    assert measured[0] == 0.0 and measured[-1] == pytest.approx(0.75, abs=0.01)
+    assert all(a <= b + 1e-9 for a, b in itertools.pairwise(measured))
+    # Every weight tensor of encoder and decoder holds exactly round(0.75 * size) zeros: counted directly.
+    for module in [*model.encoder.modules(), *model.decoder.modules()]:
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            assert int((module.weight == 0).sum()) == round(0.75 * module.weight.numel())
+            assert type(module.weight) is nn.Parameter  # plain weights, no parametrisation
+    assert any(name.startswith("pruning_masks.") for name in model.state_dict())
+
+
+def test_hooks_are_no_ops_without_pruning() -> None:
+    model = build_model("waveform", get_preset("waveform_baseline"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.before_epoch(3, 3)
+    model.after_step()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not list(model.pruning_masks.buffers())
+
+
+def test_regularization_is_the_l1_term() -> None:
+    plain = build_model("waveform", get_preset("waveform_baseline"))
+    assert torch.equal(plain.regularization(), torch.zeros(()))
+    model = build_model("waveform", {**get_preset("waveform_baseline"), "l1_reg": True, "l1": 1e-4})
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    expected = 1e-4 * sum(float(w.detach().abs().sum()) for w in weights)
+    penalty = model.regularization()
+    assert float(penalty.detach()) == pytest.approx(expected, rel=1e-6)
+    penalty.backward()
+    assert torch.allclose(weights[0].grad, 1e-4 * torch.sign(weights[0].detach()))
+    assert model.encoder[0].bias.grad is None  # biases are not regularised
