@@ -43,6 +43,7 @@ class TaskConfig(_Frozen):
     data: str = Field("synthetic", description="'synthetic' or the path of a CSV/NPY data file")
     rows: int = Field(20_000, gt=0, description="rows generated or read")
     val_rows: int | None = Field(2_000, gt=0, description="validation rows scored per trial (None: all)")
+    loss: str | None = Field(None, description="training loss; None: the task's default (econt: telescope)")
 
     @field_validator("name")
     @classmethod
@@ -52,6 +53,16 @@ class TaskConfig(_Frozen):
         if value not in TASK_NAMES:
             raise ValueError(f"unknown task {value!r}; allowed: {', '.join(TASK_NAMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _known_loss(self) -> TaskConfig:
+        from objectives import ObjectivesError, get_task
+
+        try:
+            get_task(self.name, loss=self.loss)
+        except ObjectivesError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class StrategyConfig(_Frozen):

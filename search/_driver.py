@@ -66,6 +66,38 @@ def resolve_space(config: SweepConfig) -> Any:
     return Space.from_dict(config.space)
 
 
+def warm_start_configs(config: SweepConfig, space: Any) -> list[dict[str, Any]]:
+    """The canonical warm-start configs. Raises SweepError naming an entry that is unknown or infeasible."""
+    from spaces import Infeasible, SpaceError, get_preset
+
+    configs = []
+    for entry in config.warm_start:
+        try:
+            if isinstance(entry, str):
+                raw = get_preset(entry)
+            elif "preset" in entry:  # {preset: NAME, key: value, ...}: a preset with some values changed
+                raw = {**get_preset(entry["preset"]), **{k: v for k, v in entry.items() if k != "preset"}}
+            else:
+                raw = entry
+            canonical = space.validate(raw)
+        except SpaceError as exc:
+            raise SweepError(f"warm_start entry {entry!r}: {exc}") from None
+        if isinstance(canonical, Infeasible):
+            raise SweepError(f"warm_start entry {entry!r} is infeasible: {canonical.reason}")
+        configs.append(canonical)
+    return configs
+
+
+def prepare(config: SweepConfig) -> tuple[Any, list[dict[str, Any]], Strategy]:
+    """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema."""
+    space = resolve_space(config)
+    warm_start = warm_start_configs(config, space)
+    strategy = make_strategy(
+        config.strategy.name, space, config.objectives, seed=config.seed, options=config.strategy.options
+    )
+    return space, warm_start, strategy
+
+
 def checkpoint_dir(config: SweepConfig) -> str | None:
     """Checkpoints live next to a SQLite store (``<db>.runs/<sweep>``); none for server databases."""
     url = make_url(config.store)
@@ -177,17 +209,11 @@ class Driver:
         self.config = config
         self.objectives = [o.name for o in config.objectives]
         self.progress = progress
+        # Everything that can be wrong with the config is checked before the sweep is created.
+        self.space, self.warm_start, self.strategy = prepare(config)
         self.store = Store(config.store)
         self.sweep = open_sweep(self.store, config)
-        self.space = resolve_space(config)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.strategy: Strategy = make_strategy(
-            config.strategy.name,
-            self.space,
-            config.objectives,
-            seed=config.seed,
-            options=config.strategy.options,
-        )
         self._rejections = 0
 
     # -- resume -------------------------------------------------------------------------------------
@@ -215,19 +241,8 @@ class Driver:
             )
 
     def _queue_warm_start(self) -> None:
-        from spaces import Infeasible, get_preset
-
         known = {t.config_hash for t in self.store.trials(self.sweep.id) if t.origin == "warm-start"}
-        for entry in self.config.warm_start:
-            if isinstance(entry, str):
-                raw = get_preset(entry)
-            elif "preset" in entry:  # {preset: NAME, key: value, ...}: a preset with some values changed
-                raw = {**get_preset(entry["preset"]), **{k: v for k, v in entry.items() if k != "preset"}}
-            else:
-                raw = entry
-            canonical = self.space.validate(raw)
-            if isinstance(canonical, Infeasible):
-                raise SweepError(f"warm-start config {entry!r} is infeasible: {canonical.reason}")
+        for canonical in self.warm_start:
             digest = self.space.config_hash(canonical)
             if digest not in known:
                 self.store.create_trial(self.sweep.id, canonical, config_hash=digest, origin="warm-start")
@@ -409,7 +424,9 @@ def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], fl
     points = np.array([[t.results[n] for n in names] for t in completed], dtype=float)
     reference = sweep.reference_point or default_reference(points, directions)
     scale = [abs(v) or 1.0 for v in reference]
-    front = [completed[i] for i in pareto_front(points, directions)]
+    front = sorted(
+        (completed[i] for i in pareto_front(points, directions)), key=lambda t: t.results[names[0]]
+    )
     return front, float(hypervolume(points, directions, reference, scale=scale))
 
 

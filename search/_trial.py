@@ -125,7 +125,7 @@ def run_trial(job: TrialJob) -> Outcome:
     from spaces import build_model
 
     store = _store(job.store_url)
-    task = get_task(job.task.name)
+    task = get_task(job.task.name, loss=job.task.loss)
     settings = hw_settings(job.hardware)
     try:
         torch.manual_seed(job.seed)

@@ -66,6 +66,11 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    import optuna
+
+    # Optuna installs its own stderr handler; route its records through ours instead.
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
     for noisy in ("ax", "optuna", "hls4ml", "alembic", "brevitas"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -185,10 +190,10 @@ def resume(
 def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -> None:
     """Check a sweep config and explain what is wrong and where."""
     from search._config import load_config
-    from search._driver import resolve_space
+    from search._driver import prepare
 
     config = load_config(file)
-    resolve_space(config)
+    prepare(config)
     out.print(
         f"{file}: valid. sweep {config.name}: task {config.task.name}, objectives "
         + ", ".join(f"{o.name} ({o.direction})" for o in config.objectives)
