@@ -1,0 +1,151 @@
+"""The training loop shared by every trial: Adam, per-epoch reports, early stopping, model hooks."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from objectives._errors import DivergedError, ObjectivesError
+from objectives._tasks import Task, TaskData, predict
+
+log = logging.getLogger(__name__)
+
+Reporter = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train: ``epochs`` at most, Adam with ``lr`` and ``weight_decay``, shuffled mini-batches.
+
+    ``patience`` (None: off) stops after that many epochs without a ``val_loss`` improvement larger than
+    ``min_delta`` and restores the best weights. ``seed`` fixes the batch order (and any randomness in
+    the model's forward pass).
+    """
+
+    epochs: int
+    batch_size: int = 500
+    lr: float = 1e-3
+    seed: int = 0
+    patience: int | None = None
+    min_delta: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a finite value > 0, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            problems.append(f"patience must be >= 1 or None, got {self.patience}")
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            problems.append(f"min_delta must be a finite value >= 0, got {self.min_delta}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be a finite value >= 0, got {self.weight_decay}")
+        if problems:
+            raise ObjectivesError("invalid TrainSettings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What happened: epochs run, per-epoch ``{"epoch", "train_loss", "val_loss"}``, the best validation loss
+    and its 1-based epoch (an improvement must exceed ``min_delta`` to count), and whether early stopping
+    ended the run before ``epochs``."""
+
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+def _finite_or_raise(value: torch.Tensor, epoch: int, what: str) -> float:
+    number = float(value.detach())
+    if not math.isfinite(number):
+        raise DivergedError(f"epoch {epoch}: {what} is {number}")
+    return number
+
+
+def _hook(model: nn.Module, name: str) -> Callable[..., Any] | None:
+    """An optional duck-typed method of the model (pruning schedules, masks, regularisers)."""
+    hook = getattr(model, name, None)
+    return hook if callable(hook) else None
+
+
+def train(
+    model: nn.Module, task: Task, data: TaskData, settings: TrainSettings, report: Reporter | None = None
+) -> TrainResult:
+    """Train ``model`` in place as an autoencoder (target = input) on ``data.train_x`` with ``task.loss``.
+
+    Each epoch: ``model.before_epoch(epoch, n_epochs)`` if the model has it (1-based epoch; pruning
+    schedules), seeded shuffled mini-batches of Adam steps on the task loss plus
+    ``model.regularization()`` if present, ``model.after_step()`` after every step if present (re-apply
+    pruning masks), then ``val_loss`` on ``data.val_x`` and ``report(epoch, {"train_loss", "val_loss"})``
+    (``train_loss``: mean task loss over the epoch's samples, without regularisation). Exceptions from
+    ``report`` propagate unchanged (a scheduler prunes this way). On CPU the same seed, model and data
+    give bit-identical weights. With ``patience`` set, the weights of the best validation epoch are
+    restored at the end (buffers such as pruning masks included: it is that epoch's model). The global
+    torch RNG state is left as it was.
+
+    Raises DivergedError as soon as a training or validation loss is NaN or infinite (naming the epoch
+    and value), ObjectivesError when the training or validation set is empty.
+    """
+    if data.train_x.shape[0] == 0 or data.val_x.shape[0] == 0:
+        raise ObjectivesError(
+            f"train needs training and validation rows, got {data.train_x.shape[0]} and {data.val_x.shape[0]}"
+        )
+    before_epoch = _hook(model, "before_epoch")
+    after_step = _hook(model, "after_step")
+    regularization = _hook(model, "regularization")
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    order_generator = torch.Generator().manual_seed(settings.seed)
+    train_x = data.train_x
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    stopped_early = False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)  # dropout or stochastic quantisers draw from the global generator
+        for epoch in range(1, settings.epochs + 1):
+            if before_epoch is not None:
+                before_epoch(epoch, settings.epochs)
+            model.train()
+            order = torch.randperm(train_x.shape[0], generator=order_generator)
+            loss_sum = 0.0
+            for start in range(0, train_x.shape[0], settings.batch_size):
+                batch = train_x[order[start : start + settings.batch_size]]
+                loss = task.loss(model(batch), batch)
+                objective = loss + regularization() if regularization is not None else loss
+                _finite_or_raise(objective, epoch, "training loss")
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+                if after_step is not None:
+                    after_step()
+                loss_sum += float(loss.detach()) * batch.shape[0]
+            val_loss = _finite_or_raise(
+                task.loss(predict(model, data.val_x), data.val_x), epoch, "validation loss"
+            )
+            metrics = {"train_loss": loss_sum / train_x.shape[0], "val_loss": val_loss}
+            history.append({"epoch": float(epoch), **metrics})
+            if val_loss < best_loss - settings.min_delta:
+                best_loss, best_epoch = val_loss, epoch
+                if settings.patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            if report is not None:
+                report(epoch, dict(metrics))
+            if settings.patience is not None and epoch - best_epoch >= settings.patience:
+                stopped_early = epoch < settings.epochs
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        log.debug("restored the weights of epoch %d (val_loss %.6g)", best_epoch, best_loss)
+    return TrainResult(len(history), history, best_loss, best_epoch, stopped_early)
