@@ -1,0 +1,32 @@
+"""Hardware cost of a model from its hls4ml model graph, and bit-accurate verification.
+
+All cost figures are ESTIMATES computed from the hls4ml ModelGraph with documented formulas (no
+synthesis tool runs); they rank trials, they do not replace a vendor report.
+
+Example:
+    >>> report = estimate(model.encoder, (1, 8, 8), HWSettings(reuse_factor=2))
+    >>> report.value("ops"), Budget.parse("bops <= 50000").check(report)
+"""
+
+from ._budget import Budget
+from ._convert import supported_layer_types, to_hls4ml
+from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, estimate
+from ._errors import HWError, UnsupportedLayerError
+from ._settings import HWSettings
+from ._verify import VerifyReport, verify_bit_exact
+
+__all__ = [
+    "COST_QUANTITIES",
+    "FORMULA_VERSION",
+    "Budget",
+    "CostReport",
+    "HWError",
+    "HWSettings",
+    "LayerCost",
+    "UnsupportedLayerError",
+    "VerifyReport",
+    "estimate",
+    "supported_layer_types",
+    "to_hls4ml",
+    "verify_bit_exact",
+]
