@@ -114,6 +114,9 @@ class SweepConfig(_Frozen):
     store: str = "sqlite:///hwnas.db"
     seed: int = 0
     max_retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
+    confirm_seeds: int = Field(
+        0, ge=0, description="after the search, re-evaluate the front with this many seeds"
+    )
     heartbeat_s: float = Field(
         10.0, gt=0, description="heartbeat interval; 3 missed beats mark a worker dead"
     )
@@ -161,7 +164,16 @@ class SweepConfig(_Frozen):
     def fingerprint(self) -> str:
         """Hash of everything that defines the sweep's results (not the store URL or executor size)."""
         defining = self.model_dump(
-            mode="json", exclude={"store", "executor", "trials", "time_limit_s", "heartbeat_s", "max_retries"}
+            mode="json",
+            exclude={
+                "store",
+                "executor",
+                "trials",
+                "time_limit_s",
+                "heartbeat_s",
+                "max_retries",
+                "confirm_seeds",
+            },
         )
         return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
 

@@ -59,11 +59,35 @@ ProgressCallback = Callable[[TrialRecord, int, int], None]
 
 
 def resolve_space(config: SweepConfig) -> Any:
+    """The sweep's space: a built-in name, an inline space, or ``{builtin: NAME, override: {...}}``.
+
+    An override value replaces a built-in parameter: a scalar fixes it (a one-value choice), a mapping is a
+    new parameter definition in the space YAML schema (keeping the built-in condition unless it gives one).
+    """
     from spaces import Space, get_space
 
-    if isinstance(config.space, str):
-        return get_space(config.space)
-    return Space.from_dict(config.space)
+    spec = config.space
+    if isinstance(spec, str):
+        return get_space(spec)
+    if "builtin" not in spec:
+        return Space.from_dict(spec)
+    unknown = set(spec) - {"builtin", "override"}
+    if unknown:
+        raise SweepError(
+            f"space: unknown key(s) {sorted(unknown)} next to 'builtin'; allowed: builtin, override"
+        )
+    base = get_space(spec["builtin"]).to_dict()
+    parameters = base["parameters"]
+    for name, value in (spec.get("override") or {}).items():
+        if name not in parameters:
+            raise SweepError(
+                f"space.override: {spec['builtin']!r} has no parameter {name!r}; allowed: {', '.join(parameters)}"
+            )
+        new = dict(value) if isinstance(value, dict) else {"type": "choice", "choices": [value]}
+        if "active_if" in parameters[name] and "active_if" not in new:
+            new["active_if"] = parameters[name]["active_if"]
+        parameters[name] = new
+    return Space.from_dict(base)
 
 
 def warm_start_configs(config: SweepConfig, space: Any) -> list[dict[str, Any]]:
@@ -232,7 +256,9 @@ class Driver:
                 )
 
     def _rebuild_strategy(self) -> None:
-        finished = [t for t in self.store.trials(self.sweep.id) if t.state.finished]
+        finished = [
+            t for t in self.store.trials(self.sweep.id) if t.state.finished and t.replicate_of is None
+        ]
         for trial in finished:
             self.strategy.observe(trial.params, outcome_of(trial, self.objectives))
         if finished:
@@ -250,16 +276,21 @@ class Driver:
 
     # -- main loop ----------------------------------------------------------------------------------
     def _trained_or_running(self) -> int:
+        """Trials that count against the budget (replicates of ``confirm`` do not)."""
         states = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED, TrialState.RUNNING)
-        return len(self.store.trials(self.sweep.id, states))
+        return sum(t.replicate_of is None for t in self.store.trials(self.sweep.id, states))
+
+    def _queued(self, *, replicates: bool) -> TrialRecord | None:
+        queued = self.store.trials(self.sweep.id, [TrialState.QUEUED])
+        return next((t for t in queued if (t.replicate_of is not None) == replicates), None)
 
     def _next_trial(self) -> tuple[TrialRecord, str | None] | None:
         """The next trial to run: a queued one first, else a feasible proposal of the strategy."""
         from spaces import Infeasible
 
-        queued = self.store.trials(self.sweep.id, [TrialState.QUEUED])
-        if queued:
-            return queued[0], None
+        queued = self._queued(replicates=False)
+        if queued is not None:
+            return queued, None
         while self._rejections < _MAX_CONSECUTIVE_REJECTIONS:
             proposals = self.strategy.ask(1)
             if not proposals:
@@ -276,7 +307,7 @@ class Driver:
                 self.strategy.tell(proposal.key, Rejected(canonical.reason))
                 continue
             trial = self.store.create_trial(
-                self.sweep.id, canonical, config_hash=self.space.config_hash(canonical), seed=0
+                self.sweep.id, canonical, config_hash=self.space.config_hash(canonical)
             )
             return trial, proposal.key
         raise SweepError(
@@ -298,7 +329,7 @@ class Driver:
             epochs=self.config.epochs,
             patience=self.config.patience,
             data_seed=self.config.seed,
-            seed=self.config.seed * 100_003 + trial.number,
+            seed=self.config.seed * 100_003 + trial.seed,
             checkpoint_dir=checkpoint_dir(self.config),
         )
 
@@ -314,10 +345,10 @@ class Driver:
         told = outcome
         if isinstance(outcome, Completed):
             told = Completed({k: outcome.values[k] for k in self.objectives}, fidelity=outcome.fidelity)
-        if key is None:
-            self.strategy.observe(trial.params, told)
-        else:
+        if key is not None:
             self.strategy.tell(key, told)
+        elif trial.replicate_of is None:  # replicates measure noise; the strategy learns from the search only
+            self.strategy.observe(trial.params, told)
         if self.progress is not None:
             self.progress(self.store.get_trial(trial.id), self._trained_or_running(), self.config.trials)
 
@@ -327,12 +358,21 @@ class Driver:
     def _launch(
         self, executor: cf.Executor, pending: dict[cf.Future[Outcome], tuple[TrialRecord, str | None]]
     ) -> bool:
-        """Start trials while workers are free and budget remains; False once the strategy is exhausted."""
-        while len(pending) < self.config.executor.workers and self._trained_or_running() < self.config.trials:
-            nxt = self._next_trial()
-            if nxt is None:
-                return False
-            trial, key = nxt
+        """Start trials while workers are free and budget remains; False once the strategy is exhausted.
+
+        Queued replicates run whatever the budget: they re-evaluate trials, they do not search.
+        """
+        while len(pending) < self.config.executor.workers:
+            replicate = self._queued(replicates=True)
+            if replicate is not None:
+                trial, key = replicate, None
+            elif self._trained_or_running() >= self.config.trials:
+                return True
+            else:
+                nxt = self._next_trial()
+                if nxt is None:
+                    return False
+                trial, key = nxt
             try:
                 trial = self.store.start_trial(trial.id, worker=self.worker, host=socket.gethostname())
             except StoreError:
@@ -417,7 +457,9 @@ def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], fl
     names = [o["name"] for o in sweep.objectives]
     directions = [o["direction"] for o in sweep.objectives]
     completed = [
-        t for t in store.trials(sweep.id, [TrialState.COMPLETED]) if all(n in t.results for n in names)
+        t
+        for t in store.trials(sweep.id, [TrialState.COMPLETED])
+        if t.replicate_of is None and all(n in t.results for n in names)
     ]
     if not completed:
         return [], None
@@ -438,7 +480,7 @@ def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
     points = [
         [t.results[n] for n in names]
         for t in store.trials(sweep.id, [TrialState.COMPLETED])
-        if all(n in t.results for n in names)
+        if t.replicate_of is None and all(n in t.results for n in names)
     ]
     if points:
         store.set_reference_point(
@@ -446,6 +488,89 @@ def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
         )
 
 
+def queue_replicates(store: Store, sweep: SweepRecord, seeds: int) -> int:
+    """Queue replicates so every trial on the front has ``seeds`` of them; returns how many were added."""
+    front, _ = sweep_front(store, sweep)
+    existing: dict[int, int] = {}
+    for trial in store.trials(sweep.id):
+        if trial.replicate_of is not None:
+            existing[trial.replicate_of] = existing.get(trial.replicate_of, 0) + 1
+    added = 0
+    for trial in front:
+        for _ in range(seeds - existing.get(trial.number, 0)):
+            store.create_trial(
+                sweep.id,
+                trial.params,
+                config_hash=trial.config_hash,
+                origin="confirm",
+                replicate_of=trial.number,
+            )
+            added += 1
+    return added
+
+
+@dataclass(frozen=True)
+class ConfirmedPoint:
+    """A front trial with its replicates: mean and sample std of each objective over all evaluations."""
+
+    trial: TrialRecord
+    evaluations: int
+    mean: dict[str, float]
+    std: dict[str, float]
+
+
+def confirmed_front(store: Store, sweep: SweepRecord) -> tuple[list[ConfirmedPoint], float | None]:
+    """The front rebuilt from the means of trials that have completed replicates, and its hypervolume."""
+    names = [o["name"] for o in sweep.objectives]
+    directions = [o["direction"] for o in sweep.objectives]
+    completed = store.trials(sweep.id, [TrialState.COMPLETED])
+    groups: dict[int, list[TrialRecord]] = {}
+    for trial in completed:
+        if trial.replicate_of is not None:
+            groups.setdefault(trial.replicate_of, []).append(trial)
+    originals = {t.number: t for t in completed if t.replicate_of is None}
+    points = []
+    for number, replicates in sorted(groups.items()):
+        if number not in originals:
+            continue
+        runs = np.array(
+            [[t.results[n] for n in names] for t in [originals[number], *replicates]], dtype=float
+        )
+        points.append(
+            ConfirmedPoint(
+                originals[number],
+                len(runs),
+                dict(zip(names, runs.mean(axis=0).tolist(), strict=True)),
+                dict(zip(names, runs.std(axis=0, ddof=1).tolist(), strict=True)),
+            )
+        )
+    if not points:
+        return [], None
+    means = np.array([[p.mean[n] for n in names] for p in points], dtype=float)
+    reference = sweep.reference_point or default_reference(means, directions)
+    scale = [abs(v) or 1.0 for v in reference]
+    front = sorted((points[i] for i in pareto_front(means, directions)), key=lambda p: p.mean[names[0]])
+    return front, float(hypervolume(means, directions, reference, scale=scale))
+
+
 def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) -> SweepSummary:
-    """Create (or continue) the sweep described by ``config`` and run it to its budget."""
-    return Driver(config, progress=progress).run()
+    """Create (or continue) the sweep described by ``config`` and run it to its budget.
+
+    With ``confirm_seeds`` > 0 the front's trials are then re-evaluated with that many extra seeds.
+    """
+    summary = Driver(config, progress=progress).run()
+    if config.confirm_seeds and not summary.interrupted:
+        summary = confirm_sweep(config, config.confirm_seeds, progress=progress)
+    return summary
+
+
+def confirm_sweep(
+    config: SweepConfig, seeds: int, *, progress: ProgressCallback | None = None
+) -> SweepSummary:
+    """Re-evaluate every trial on the front with ``seeds`` extra seeds (idempotent: existing ones count)."""
+    if seeds < 1:
+        raise SweepError(f"--seeds must be at least 1, got {seeds}")
+    driver = Driver(config, progress=progress)
+    added = queue_replicates(driver.store, driver.sweep, seeds)
+    log.info("queued %d replicate trial(s) of sweep %s", added, config.name)
+    return driver.run()

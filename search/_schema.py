@@ -69,6 +69,8 @@ class TrialRow(Base):
     config_hash: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(12), index=True)
     origin: Mapped[str] = mapped_column(String(20), default="search")
+    # Number of the trial this one re-evaluates with another seed (``hwnas sweep confirm``); None otherwise.
+    replicate_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
     seed: Mapped[int] = mapped_column(Integer, default=0)
     fidelity: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

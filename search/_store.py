@@ -78,6 +78,7 @@ class TrialRecord:
     config_hash: str
     state: TrialState
     origin: str
+    replicate_of: int | None
     seed: int
     fidelity: int
     attempts: int
@@ -114,6 +115,7 @@ def _trial_record(row: TrialRow, results: dict[str, float]) -> TrialRecord:
         config_hash=row.config_hash,
         state=TrialState(row.state),
         origin=row.origin,
+        replicate_of=row.replicate_of,
         seed=row.seed,
         fidelity=row.fidelity,
         attempts=row.attempts,
@@ -261,9 +263,13 @@ class Store:
         config_hash: str,
         state: TrialState = TrialState.QUEUED,
         origin: str = "search",
-        seed: int = 0,
+        seed: int | None = None,
+        replicate_of: int | None = None,
     ) -> TrialRecord:
-        """Add a trial with the next free number of its sweep (unique under concurrent writers)."""
+        """Add a trial with the next free number of its sweep (unique under concurrent writers).
+
+        ``seed`` is the trial's training seed; None gives it its own number, so every trial differs.
+        """
         if state not in (TrialState.QUEUED, TrialState.RUNNING):
             raise StoreError(f"a new trial starts QUEUED or RUNNING, not {state.value}")
         for attempt in range(_NUMBER_RETRIES):
@@ -276,14 +282,16 @@ class Store:
                         select(func.max(TrialRow.number)).where(TrialRow.sweep_id == sweep_id)
                     )
                     now = utcnow()
+                    number = 0 if last is None else last + 1
                     row = TrialRow(
                         sweep_id=sweep_id,
-                        number=0 if last is None else last + 1,
+                        number=number,
                         params=dict(params),
                         config_hash=config_hash,
                         state=state.value,
                         origin=origin,
-                        seed=seed,
+                        replicate_of=replicate_of,
+                        seed=number if seed is None else seed,
                         fidelity=0,
                         attempts=1 if state is TrialState.RUNNING else 0,
                         started_at=now if state is TrialState.RUNNING else None,

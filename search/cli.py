@@ -83,27 +83,30 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _trial_printer(objectives: list[str]) -> Callable[[Any, int, int], None]:
+    def print_trial(trial: Any, done: int, total: int) -> None:
+        values = ", ".join(f"{k}={_fmt(trial.results[k])}" for k in objectives if k in trial.results)
+        detail = values or (trial.error or "")
+        replicate = f" (replicate of {trial.replicate_of})" if trial.replicate_of is not None else ""
+        err.print(
+            f"[{done}/{total}] trial {trial.number}{replicate} {trial.state.value}: {detail}",
+            highlight=False,
+            markup=False,
+        )
+
+    return print_trial
+
+
 def _run(config: Any) -> None:
     from search._driver import run_sweep
     from search._report import front_report
     from search._store import Store
 
-    objectives = [o.name for o in config.objectives]
-
-    def print_trial(trial: Any, done: int, total: int) -> None:
-        values = ", ".join(f"{k}={_fmt(trial.results[k])}" for k in objectives if k in trial.results)
-        detail = values or (trial.error or "")
-        err.print(
-            f"[{done}/{total}] trial {trial.number} {trial.state.value}: {detail}",
-            highlight=False,
-            markup=False,
-        )
-
     err.print(
         f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
         f"{config.strategy.name}, {config.executor.workers} worker(s), store {config.store}"
     )
-    summary = run_sweep(config, progress=print_trial)
+    summary = run_sweep(config, progress=_trial_printer([o.name for o in config.objectives]))
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.counts.items()))
     err.print(f"sweep {summary.name}: {counts}" + ("; interrupted" if summary.interrupted else ""))
     for note in summary.notes:
@@ -138,6 +141,14 @@ def _print_front(report: Any) -> None:
     out.print("cost quantities are estimates from the hls4ml model graph (no synthesis)")
 
 
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    """hwnas: architecture + hyperparameter search for FPGA/ASIC neural networks."""
+    _setup_logging(verbose)
+
+
 @sweep_app.command("launch")
 @cli_errors
 def launch(
@@ -146,12 +157,10 @@ def launch(
     name: Annotated[str | None, typer.Option(help="Override the sweep name.")] = None,
     trials: Annotated[int | None, typer.Option(help="Override the trial budget.")] = None,
     workers: Annotated[int | None, typer.Option(help="Override the number of worker processes.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Create a sweep from FILE and run it (an identical existing sweep continues)."""
     from search._config import load_config
 
-    _setup_logging(verbose)
     base = load_config(file)
     overrides: dict[str, Any] = {"store": store, "name": name, "trials": trials}
     if workers is not None:
@@ -166,14 +175,12 @@ def resume(
     store: StoreOption = None,
     trials: Annotated[int | None, typer.Option(help="Raise the trial budget.")] = None,
     workers: Annotated[int | None, typer.Option(help="Number of worker processes.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Continue a stopped or crashed sweep with no lost and no duplicated trials."""
     from search._config import parse_config
     from search._driver import load_sweep
     from search._store import Store
 
-    _setup_logging(verbose)
     url = store or "sqlite:///hwnas.db"
     _, config = load_sweep(Store(url), name)
     data = config.model_dump(mode="json")
@@ -183,6 +190,52 @@ def resume(
     if workers is not None:
         data["executor"]["workers"] = workers
     _run(parse_config(data, source=f"sweep {name}"))
+
+
+@sweep_app.command("confirm")
+@cli_errors
+def confirm(
+    name: Annotated[str, typer.Argument(help="Name of a sweep in the store.")],
+    seeds: Annotated[int, typer.Option(help="Extra seeds per front trial (existing replicates count).")] = 3,
+    store: StoreOption = None,
+    workers: Annotated[int | None, typer.Option(help="Number of worker processes.")] = None,
+) -> None:
+    """Re-evaluate the Pareto front with extra seeds and show the confirmed front (mean ± std)."""
+    from search._driver import confirm_sweep, confirmed_front, load_sweep
+    from search._store import Store
+
+    url = store or "sqlite:///hwnas.db"
+    db = Store(url)
+    _, config = load_sweep(db, name)
+    overrides: dict[str, Any] = {"store": url}
+    if workers is not None:
+        overrides["executor"] = config.executor.model_copy(update={"workers": workers})
+    config = config.model_copy(update=overrides)
+    summary = confirm_sweep(config, seeds, progress=_trial_printer([o.name for o in config.objectives]))
+    sweep, _ = load_sweep(db, name)
+    _print_confirmed(sweep, *confirmed_front(db, sweep))
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+def _print_confirmed(sweep: Any, front: list[Any], volume: float | None) -> None:
+    from search._report import describe
+
+    names = [o["name"] for o in sweep.objectives]
+    title = f"Confirmed front of {sweep.name}"
+    if volume is not None:
+        title += f" (hypervolume of the means {volume:.4g})"
+    table = Table("trial", "runs", *(f"{n} mean ± std" for n in names), "architecture", title=title)
+    for point in front:
+        table.add_row(
+            str(point.trial.number),
+            str(point.evaluations),
+            *(f"{_fmt(point.mean[n])} ± {_fmt(point.std[n])}" for n in names),
+            describe(point.trial.params),
+        )
+    out.print(table)
+    if not front:
+        out.print("no confirmed trials yet: run `hwnas sweep confirm NAME --seeds K`")
 
 
 @sweep_app.command("validate")
@@ -263,6 +316,9 @@ def pareto(
     store: StoreOption = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
     plot: Annotated[Path | None, typer.Option(help="Write a quality-vs-cost PNG here.")] = None,
+    confirmed: Annotated[
+        bool, typer.Option(help="Show the front of replicate means (see `sweep confirm`).")
+    ] = False,
 ) -> None:
     """Print the Pareto front (completed full-fidelity trials) and its hypervolume."""
     from search._driver import load_sweep
@@ -271,6 +327,11 @@ def pareto(
 
     db = Store(store or "sqlite:///hwnas.db")
     sweep, _ = load_sweep(db, name)
+    if confirmed:
+        from search._driver import confirmed_front
+
+        _print_confirmed(sweep, *confirmed_front(db, sweep))
+        return
     report = front_report(db, sweep)
     if fmt is Format.csv:
         sys.stdout.write(report.to_csv())

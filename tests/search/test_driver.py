@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from objectives import DivergedError
@@ -154,3 +155,47 @@ def test_two_workers_on_postgres(postgres_url: str) -> None:
     workers = {t.worker for t in store.trials(sweep.id)}
     assert len(workers) == 1  # one driver process owns the trials it ran through its pool
     assert all(len(store.metrics(t.id)) == 1 for t in store.trials(sweep.id))  # written by the workers
+
+
+def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: str) -> None:
+    from search._driver import confirm_sweep, confirmed_front, sweep_front
+
+    config = parse_config(small_config(sqlite_url, trials=3))
+    run_sweep(config)
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    front_before, volume_before = sweep_front(store, sweep)
+
+    confirm_sweep(config, 2)
+    trials = store.trials(sweep.id)
+    replicates = [t for t in trials if t.replicate_of is not None]
+    assert len(replicates) == 2 * len(front_before)
+    assert all(t.state is TrialState.COMPLETED and t.origin == "confirm" for t in replicates)
+    originals = {t.number: t for t in trials if t.replicate_of is None}
+    for replicate in replicates:
+        assert replicate.params == originals[replicate.replicate_of].params
+    assert len({t.seed for t in trials}) == len(trials)  # every evaluation trained with its own seed
+
+    # Replicates neither join the search front nor count against the trial budget.
+    front_after, volume_after = sweep_front(store, sweep)
+    assert [t.number for t in front_after] == [
+        t.number for t in front_before
+    ] and volume_after == volume_before
+    confirm_sweep(config, 2)  # idempotent: the replicates exist already
+    assert len(store.trials(sweep.id)) == len(trials)
+
+    confirmed, volume = confirmed_front(store, sweep)
+    assert confirmed and volume is not None
+    for point in confirmed:
+        group = [point.trial] + [t for t in replicates if t.replicate_of == point.trial.number]
+        emd = [t.results["emd_mean"] for t in group]
+        assert point.evaluations == 3
+        assert point.mean["emd_mean"] == pytest.approx(sum(emd) / 3)
+        assert point.std["emd_mean"] == pytest.approx(float(np.std(emd, ddof=1)))
+
+
+def test_confirm_needs_at_least_one_seed(sqlite_url: str) -> None:
+    from search._driver import confirm_sweep
+
+    with pytest.raises(SweepError, match="--seeds must be at least 1, got 0"):
+        confirm_sweep(parse_config(small_config(sqlite_url)), 0)

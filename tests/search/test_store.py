@@ -134,3 +134,30 @@ def test_store_written_by_newer_schema_is_refused(sqlite_url: str) -> None:
 def test_bad_store_urls_get_clear_errors(url: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         Store(url)
+
+
+def test_a_store_at_the_first_schema_is_migrated_without_losing_trials(sqlite_url: str) -> None:
+    from alembic import command
+
+    from search._store import _alembic_config
+
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0001")
+        conn.execute(
+            text(
+                "INSERT INTO sweeps (id, name, config_yaml, config_hash, objectives, status, created_at, updated_at)"
+                " VALUES (1, 'old', 'a: 1', 'h', '[]', 'DONE', '2026-01-01', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO trials (sweep_id, number, params, config_hash, state, origin, seed, fidelity, attempts,"
+                " created_at) VALUES (1, 0, '{\"n_conv\": 1}', 'x', 'COMPLETED', 'search', 0, 5, 1, '2026-01-01')"
+            )
+        )
+    store = Store(sqlite_url)
+    (trial,) = store.trials(store.get_sweep("old").id)
+    assert trial.params == {"n_conv": 1} and trial.fidelity == 5 and trial.replicate_of is None
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
