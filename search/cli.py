@@ -119,7 +119,10 @@ def _run(config: Any) -> None:
     if summary.interrupted:
         err.print(f"continue with: hwnas sweep resume {config.name}{store_flag}")
         raise typer.Exit(130)
-    err.print(f"next: hwnas pareto {config.name}{store_flag} --plot front.png")
+    err.print(
+        f"next: hwnas pareto {config.name}{store_flag} --plot front.png   |   "
+        f"hwnas export {config.name}{store_flag} --pareto --out exports/"
+    )
 
 
 def _print_front(report: Any) -> None:
@@ -344,6 +347,41 @@ def pareto(
             raise typer.BadParameter("--plot needs a sweep with at least two objectives")
         report.plot(plot)
         err.print(f"plot written to {plot}")
+
+
+@app.command("export")
+@cli_errors
+def export(
+    name: Annotated[str, typer.Argument(help="Name of a sweep in the store.")],
+    trial: Annotated[
+        list[int] | None, typer.Option("--trial", help="Trial number to export (repeatable).")
+    ] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="Export every trial on the Pareto front.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the hls4ml projects.")] = Path(
+        "exports"
+    ),
+    verify: Annotated[bool, typer.Option(help="Compile with g++ and compare with the torch model.")] = True,
+    store: StoreOption = None,
+) -> None:
+    """Write trained encoders as hls4ml projects and verify them bit for bit (g++ emulation)."""
+    from search._driver import load_sweep
+    from search._export import export_trial, select_trials
+    from search._store import Store
+
+    db = Store(store or "sqlite:///hwnas.db")
+    sweep, config = load_sweep(db, name)
+    failed = 0
+    for record in select_trials(db, sweep, trial or [], pareto):
+        result = export_trial(db, config, record, out_dir / name, verify=verify)
+        if result.verified is None:
+            check = "not verified"
+        else:
+            kind = "bit-exact" if result.exact else f"max |error| {result.max_abs_error:.3g}"
+            check = ("verified, " if result.verified else "VERIFICATION FAILED, ") + kind
+            failed += not result.verified
+        out.print(f"trial {result.number}: {result.directory} ({check})", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _mount_data_commands() -> None:
