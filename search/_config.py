@@ -80,8 +80,54 @@ class StrategyConfig(_Frozen):
 
 
 class ExecutorConfig(_Frozen):
-    kind: Literal["local"] = "local"
-    workers: int = Field(1, ge=1, le=64, description="trial processes run at once")
+    """Where trials run: in local processes, or as Ray Tune trials on a local Ray or an existing cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1, le=64, description="trials run at once")
+    address: str | None = Field(
+        None, description="ray only: None starts a local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT' joins one"
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, description="ray only: CPUs of the local Ray hwnas starts (default: workers)"
+    )
+    storage_path: str | None = Field(
+        None, description="ray only: Ray's own result files (shared storage on a cluster); default: a temp dir"
+    )
+
+    @model_validator(mode="after")
+    def _ray_only_keys(self) -> ExecutorConfig:
+        if self.kind == "local":
+            given = [k for k in ("address", "num_cpus", "storage_path") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to kind 'ray' (kind is 'local')")
+        if self.address is not None and self.num_cpus is not None:
+            raise ValueError(
+                "num_cpus sizes the local Ray hwnas starts; with an address the cluster's CPUs are used"
+            )
+        return self
+
+
+# Determined-style adaptive modes: how hard ASHA cuts. (reduction factor, brackets, grace as a fraction of
+# the sweep's epochs); explicit grace_period/reduction_factor/brackets override the preset.
+ASHA_PRESETS: dict[str, tuple[int, int, float]] = {
+    "aggressive": (4, 1, 1 / 16),
+    "standard": (3, 2, 1 / 9),
+    "conservative": (2, 3, 1 / 4),
+}
+
+
+class SchedulerConfig(_Frozen):
+    """Early stopping of trials at rungs (ASHA, run by Ray Tune's scheduler; needs executor kind 'ray')."""
+
+    kind: Literal["none", "asha"] = "none"
+    mode: Literal["aggressive", "standard", "conservative"] = "standard"
+    grace_period: int | None = Field(None, ge=1, description="epochs before the first rung (preset if None)")
+    reduction_factor: int | None = Field(None, ge=2, description="1/reduction_factor of trials go on per rung")
+    brackets: int | None = Field(None, ge=1, le=5, description="ASHA brackets (preset if None)")
+    metric: Literal["val_loss", "emd"] = Field(
+        "val_loss", description="rung metric: validation loss, or EMD on a fixed validation subsample"
+    )
+    emd_rows: int = Field(500, ge=10, description="validation rows of the EMD rung metric's fixed subsample")
 
 
 class HardwareConfig(_Frozen):
@@ -110,6 +156,7 @@ class SweepConfig(_Frozen):
         default_factory=list, description="preset names or configs evaluated before the strategy's proposals"
     )
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     store: str = "sqlite:///hwnas.db"
     seed: int = 0
@@ -151,6 +198,12 @@ class SweepConfig(_Frozen):
             raise ValueError(f"objectives repeat a name: {names}")
         for text in self.budgets:
             Budget.parse(text)
+        if self.scheduler.kind != "none" and self.executor.kind != "ray":
+            raise ValueError(f"scheduler {self.scheduler.kind!r} needs executor kind 'ray' (it is Ray Tune's)")
+        if self.scheduler.grace_period is not None and self.scheduler.grace_period >= self.epochs:
+            raise ValueError(
+                f"scheduler.grace_period {self.scheduler.grace_period} must be below epochs {self.epochs}"
+            )
         if self.reference_point is not None and set(self.reference_point) != set(names):
             raise ValueError(
                 f"reference_point must give exactly the objectives {names}, got {sorted(self.reference_point)}"
@@ -173,6 +226,8 @@ class SweepConfig(_Frozen):
                 "heartbeat_s",
                 "max_retries",
                 "confirm_seeds",
+                # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
+                *(["scheduler"] if self.scheduler.kind == "none" else []),
             },
         )
         return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()

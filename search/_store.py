@@ -468,6 +468,18 @@ class Store:
             rows = session.scalars(select(ArtifactRow).where(ArtifactRow.trial_id == trial_id))
             return [{"kind": r.kind, "path": r.path, "sha256": r.sha256} for r in rows]
 
+    def record_worker(self, trial_id: int, *, worker: str, host: str) -> None:
+        """Name the process and host that run a RUNNING trial (a remote executor learns them at start).
+
+        A trial no longer RUNNING (already finished or requeued) is left as it is.
+        """
+        with self._session() as session:
+            session.execute(
+                update(TrialRow)
+                .where(TrialRow.id == trial_id, TrialRow.state == TrialState.RUNNING.value)
+                .values(worker=worker, host=host, heartbeat_at=utcnow())
+            )
+
 
 def _create_engine(url: str) -> Engine:
     try:

@@ -410,7 +410,8 @@ class GPStrategy(OptunaStrategy):
 _STRATEGY_CLASSES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (RandomStrategy, GridStrategy, TPEStrategy, NSGA2Strategy, GPStrategy)
 }
-STRATEGY_NAMES: tuple[str, ...] = tuple(_STRATEGY_CLASSES)
+# "ax" lives in search._ax, which subclasses Strategy: it is imported when first built (and loads Ax only then).
+STRATEGY_NAMES: tuple[str, ...] = (*_STRATEGY_CLASSES, "ax")
 
 
 def make_strategy(
@@ -427,9 +428,15 @@ def make_strategy(
     an unknown option (listing the strategy's options), a bad option value, a seed that is not an integer
     >= 0, or objectives that are not 1..4 uniquely named ``Objective`` s.
     """
-    if name not in _STRATEGY_CLASSES:
+    if name not in STRATEGY_NAMES:
         raise StrategyError(f"unknown strategy {name!r}; allowed: {', '.join(STRATEGY_NAMES)}")
-    cls = _STRATEGY_CLASSES[name]
+    cls: type[Strategy]
+    if name == "ax":
+        from search._ax import AxStrategy
+
+        cls = AxStrategy
+    else:
+        cls = _STRATEGY_CLASSES[name]
     given = dict(options or {})
     unknown = sorted(set(given) - set(cls.options_allowed))
     if unknown:

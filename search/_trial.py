@@ -14,7 +14,7 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,8 +118,15 @@ def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] |
     return str(path), hashlib.sha256(payload).hexdigest()
 
 
-def run_trial(job: TrialJob) -> Outcome:
-    """Run one trial. Never raises for a trial-level problem: failures come back as Failed/Rejected."""
+EpochCallback = Callable[[int, dict[str, float], torch.nn.Module], None]
+
+
+def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
+    """Run one trial. Never raises for a trial-level problem: failures come back as Failed/Rejected.
+
+    ``on_epoch(epoch, metrics, model)`` runs after each epoch's metrics are stored (a scheduler reports
+    rungs there); DivergedError from it fails the trial as diverged, other exceptions fail it verbatim.
+    """
     from hw_models import Budget, HWError, estimate
     from objectives import DivergedError, TrainSettings, get_task, train
     from spaces import build_model
@@ -151,6 +158,8 @@ def run_trial(job: TrialJob) -> Outcome:
 
         def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
             store.record_metrics(job.trial_id, epoch, metrics)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics, model)
 
         result = train(model, task, data, train_settings, report=report_epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
