@@ -54,6 +54,15 @@ class TaskConfig(_Frozen):
             raise ValueError(f"unknown task {value!r}; allowed: {', '.join(TASK_NAMES)}")
         return value
 
+    @field_validator("data")
+    @classmethod
+    def _existing_file(cls, value: str) -> str:
+        if value != "synthetic" and not Path(value).is_file():
+            raise ValueError(
+                f"no data file {value!r} (relative to {Path.cwd()}); use 'synthetic' or a CSV/NPY path"
+            )
+        return value
+
     @model_validator(mode="after")
     def _known_loss(self) -> TaskConfig:
         from objectives import ObjectivesError, get_task
@@ -85,13 +94,15 @@ class ExecutorConfig(_Frozen):
     kind: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1, le=64, description="trials run at once")
     address: str | None = Field(
-        None, description="ray only: None starts a local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT' joins one"
+        None,
+        description="ray only: None starts a local Ray; 'auto', 'HOST:PORT' or 'ray://HOST:PORT' joins one",
     )
     num_cpus: int | None = Field(
         None, ge=1, description="ray only: CPUs of the local Ray hwnas starts (default: workers)"
     )
     storage_path: str | None = Field(
-        None, description="ray only: Ray's own result files (shared storage on a cluster); default: a temp dir"
+        None,
+        description="ray only: Ray's own result files (shared storage on a cluster); default: a temp dir",
     )
 
     @model_validator(mode="after")
@@ -122,7 +133,9 @@ class SchedulerConfig(_Frozen):
     kind: Literal["none", "asha"] = "none"
     mode: Literal["aggressive", "standard", "conservative"] = "standard"
     grace_period: int | None = Field(None, ge=1, description="epochs before the first rung (preset if None)")
-    reduction_factor: int | None = Field(None, ge=2, description="1/reduction_factor of trials go on per rung")
+    reduction_factor: int | None = Field(
+        None, ge=2, description="1/reduction_factor of trials go on per rung"
+    )
     brackets: int | None = Field(None, ge=1, le=5, description="ASHA brackets (preset if None)")
     metric: Literal["val_loss", "emd"] = Field(
         "val_loss", description="rung metric: validation loss, or EMD on a fixed validation subsample"
@@ -199,7 +212,9 @@ class SweepConfig(_Frozen):
         for text in self.budgets:
             Budget.parse(text)
         if self.scheduler.kind != "none" and self.executor.kind != "ray":
-            raise ValueError(f"scheduler {self.scheduler.kind!r} needs executor kind 'ray' (it is Ray Tune's)")
+            raise ValueError(
+                f"scheduler {self.scheduler.kind!r} needs executor kind 'ray' (it is Ray Tune's)"
+            )
         if self.scheduler.grace_period is not None and self.scheduler.grace_period >= self.epochs:
             raise ValueError(
                 f"scheduler.grace_period {self.scheduler.grace_period} must be below epochs {self.epochs}"

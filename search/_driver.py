@@ -350,7 +350,9 @@ class Driver:
         elif trial.replicate_of is None:  # replicates measure noise; the strategy learns from the search only
             self.strategy.observe(trial.params, told)
         if self.progress is not None:
-            self.progress(self.store.get_trial(trial.id), self._trained_or_running(), self.config.trials)
+            finished = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
+            done = sum(t.replicate_of is None for t in self.store.trials(self.sweep.id, finished))
+            self.progress(self.store.get_trial(trial.id), done, self.config.trials)
 
     def _own_running(self) -> list[TrialRecord]:
         return [t for t in self.store.trials(self.sweep.id, [TrialState.RUNNING]) if t.worker == self.worker]
@@ -558,7 +560,12 @@ def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) 
 
     With ``confirm_seeds`` > 0 the front's trials are then re-evaluated with that many extra seeds.
     """
-    summary = Driver(config, progress=progress).run()
+    if config.executor.kind == "ray":
+        from search._ray import run_ray_sweep  # imports Ray (~2 s): only for sweeps that use it
+
+        summary = run_ray_sweep(config, progress=progress)
+    else:
+        summary = Driver(config, progress=progress).run()
     if config.confirm_seeds and not summary.interrupted:
         summary = confirm_sweep(config, config.confirm_seeds, progress=progress)
     return summary

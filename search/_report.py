@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from search._driver import sweep_front
+from search._pareto import hypervolume_history
 from search._schema import TrialState
 from search._store import Store, SweepRecord, TrialRecord
 
@@ -80,6 +81,7 @@ class FrontReport:
                 "objectives": self.sweep.objectives,
                 "reference_point": self.sweep.reference_point,
                 "hypervolume": self.hypervolume,
+                "hypervolume_history": self.history(),
                 "front": [
                     {**row, "params": t.params} for row, t in zip(self.rows(), self.front, strict=False)
                 ],
@@ -89,6 +91,17 @@ class FrontReport:
             },
             indent=2,
         )
+
+    def history(self) -> list[dict[str, Any]]:
+        """Hypervolume after each completed trial, in completion order (normalised like ``hypervolume``)."""
+        if not self.completed or self.sweep.reference_point is None:
+            return []
+        ordered = sorted(self.completed, key=lambda t: (t.finished_at is None, t.finished_at, t.number))
+        points = [[t.results[n] for n in self.objectives] for t in ordered]
+        directions = [o["direction"] for o in self.sweep.objectives]
+        reference = self.sweep.reference_point
+        volumes = hypervolume_history(points, directions, reference, scale=[abs(v) or 1.0 for v in reference])
+        return [{"trial": t.number, "hypervolume": v} for t, v in zip(ordered, volumes, strict=True)]
 
     def plot(self, path: Path) -> None:
         """Quality (y) vs cost (x) of every completed trial, the front as a step line, references starred."""
@@ -144,7 +157,9 @@ def front_report(store: Store, sweep: SweepRecord) -> FrontReport:
     front, volume = sweep_front(store, sweep)
     refreshed = store.get_sweep(sweep.name) or sweep
     completed = [
-        t for t in store.trials(sweep.id, [TrialState.COMPLETED]) if all(n in t.results for n in objectives)
+        t
+        for t in store.trials(sweep.id, [TrialState.COMPLETED])
+        if t.replicate_of is None and all(n in t.results for n in objectives)
     ]
     references = [t for t in completed if t.origin == "warm-start"]
     return FrontReport(refreshed, objectives, front, references, completed, volume)

@@ -199,3 +199,21 @@ def test_confirm_needs_at_least_one_seed(sqlite_url: str) -> None:
 
     with pytest.raises(SweepError, match="--seeds must be at least 1, got 0"):
         confirm_sweep(parse_config(small_config(sqlite_url)), 0)
+
+
+def test_a_sweep_on_a_real_format_data_file(sqlite_url: str, tmp_path: Path) -> None:
+    from objectives import synth_econt, write_dataset
+
+    path = tmp_path / "modules.csv"
+    write_dataset(synth_econt(1500, seed=5), path, kind="econt")
+    task = {"name": "econt", "data": str(path), "rows": 1500, "val_rows": 300}
+    summary = run_sweep(parse_config(small_config(sqlite_url, task=task, trials=1)))
+    assert summary.counts == {"COMPLETED": 1}
+
+
+def test_a_missing_data_file_is_a_config_error(tmp_path: Path) -> None:
+    from search._config import ConfigError
+
+    task = {"name": "econt", "data": str(tmp_path / "nope.csv"), "rows": 100}
+    with pytest.raises(ConfigError, match=r"task.data: no data file '.*nope.csv'"):
+        parse_config(small_config("sqlite:///unused.db", task=task))
