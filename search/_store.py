@@ -32,7 +32,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from search._schema import (
@@ -50,6 +57,7 @@ from search._schema import (
 log = logging.getLogger(__name__)
 
 _NUMBER_RETRIES = 12
+_MIGRATION_RETRIES = 5
 
 
 class StoreError(ValueError):
@@ -144,6 +152,12 @@ def _redacted(url: str) -> str:
         return url
 
 
+def _unreachable(exc: SQLAlchemyError) -> bool:
+    """A connection failure (no server, bad file path): retrying the migration cannot help."""
+    text = str(exc).lower()
+    return "connect" in text or "unable to open" in text
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -187,22 +201,32 @@ class Store:
             session.close()
 
     def _migrate(self) -> None:
-        try:
-            with self.engine.begin() as connection:
-                cfg = _alembic_config(connection)
-                known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
-                current = MigrationContext.configure(connection).get_current_heads()
-                newer = [rev for rev in current if rev not in known]
-                if newer:
+        """Create or upgrade the schema. Processes opening a new store at once race to create it: the
+        loser's DDL fails, and its retry finds the schema in place (a no-op upgrade)."""
+        for attempt in range(_MIGRATION_RETRIES):
+            try:
+                with self.engine.begin() as connection:
+                    cfg = _alembic_config(connection)
+                    known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+                    current = MigrationContext.configure(connection).get_current_heads()
+                    newer = [rev for rev in current if rev not in known]
+                    if newer:
+                        raise StoreError(
+                            f"the store {_redacted(self.url)} was written by a newer hwnas (schema revision "
+                            f"{', '.join(newer)}; this hwnas knows {', '.join(sorted(known))}): upgrade hwnas"
+                        )
+                    command.upgrade(cfg, "head")
+                return
+            except (OperationalError, IntegrityError, ProgrammingError) as exc:
+                if attempt + 1 == _MIGRATION_RETRIES or _unreachable(exc):
                     raise StoreError(
-                        f"the store {_redacted(self.url)} was written by a newer hwnas (schema revision "
-                        f"{', '.join(newer)}; this hwnas knows {', '.join(sorted(known))}): upgrade hwnas"
-                    )
-                command.upgrade(cfg, "head")
-        except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
-            ) from exc
+                        f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
+                    ) from exc
+                time.sleep(0.1 * (attempt + 1) * (0.5 + random.random()))
+            except SQLAlchemyError as exc:
+                raise StoreError(
+                    f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
+                ) from exc
 
     # -- sweeps --------------------------------------------------------------------------------------
     def create_sweep(

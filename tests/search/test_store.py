@@ -161,3 +161,12 @@ def test_a_store_at_the_first_schema_is_migrated_without_losing_trials(sqlite_ur
     assert trial.params == {"n_conv": 1} and trial.fidelity == 5 and trial.replicate_of is None
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_store_at_once_all_succeed(store_url: str) -> None:
+    # Their migrations race to create the schema; the losers retry and find it in place.
+    code = "import sys; from search._store import Store; Store(sys.argv[1]).close()"
+    openers = [subprocess.Popen([sys.executable, "-c", code, store_url]) for _ in range(5)]
+    assert [p.wait(timeout=120) for p in openers] == [0] * 5
+    assert Store(store_url).list_sweeps() == []
