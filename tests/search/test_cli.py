@@ -52,6 +52,10 @@ def write_config(path: Path, store: str, **overrides: Any) -> Path:
         ({"task": {"name": "mnist"}}, "task.name: unknown task 'mnist'; allowed: econt, waveform"),
         ({"objectives": [{"emd_mean": "smallest"}]}, "objectives.0.direction"),
         ({"trials": 0}, "trials: Input should be greater than or equal to 1"),
+        ({"warm_start": ["no_such_model"]}, "unknown preset 'no_such_model'"),
+        ({"warm_start": [{"preset": "econt_baseline", "conv0_kernel": 7}]}, "conv0_kernel"),
+        ({"strategy": {"name": "optuna-tpe", "options": {"n_trees": 3}}}, "n_trees"),
+        ({"space": {"builtin": "econt", "override": {"depth": 3}}}, "'econt' has no parameter 'depth'"),
     ],
 )
 def test_invalid_configs_exit_2_with_the_key_and_allowed_values(
@@ -206,22 +210,3 @@ def test_ctrl_c_requeues_and_resume_finishes(tmp_path: Path, sqlite_url: str) ->
     )
     assert result.returncode == 0, result.stderr
     assert _trial_states(sqlite_url, "cli") == [TrialState.COMPLETED] * 3
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"warm_start": ["no_such_model"]}, "unknown preset 'no_such_model'"),
-        ({"warm_start": [{"preset": "econt_baseline", "conv0_kernel": 7}]}, "conv0_kernel"),
-        ({"strategy": {"name": "optuna-tpe", "options": {"n_trees": 3}}}, "n_trees"),
-    ],
-)
-def test_bad_warm_start_or_strategy_options_exit_2_before_any_sweep_exists(
-    tmp_path: Path, sqlite_url: str, overrides: dict[str, Any], message: str
-) -> None:
-    path = write_config(tmp_path / "bad.yaml", sqlite_url, **overrides)
-    for command in (["sweep", "validate", str(path)], ["sweep", "launch", str(path)]):
-        result = runner.invoke(app, command)
-        assert result.exit_code == 2, result.output
-        assert message in result.output
-    assert not (tmp_path / "hwnas.db").exists()
