@@ -116,8 +116,13 @@ def prepare(config: SweepConfig) -> tuple[Any, list[dict[str, Any]], Strategy]:
     """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema."""
     space = resolve_space(config)
     warm_start = warm_start_configs(config, space)
+    options = dict(config.strategy.options)
+    if config.strategy.name == "ax" and config.reference_point is not None and "thresholds" not in options:
+        options["thresholds"] = dict(
+            config.reference_point
+        )  # Ax's objective thresholds = the reference point
     strategy = make_strategy(
-        config.strategy.name, space, config.objectives, seed=config.seed, options=config.strategy.options
+        config.strategy.name, space, config.objectives, seed=config.seed, options=options
     )
     return space, warm_start, strategy
 
@@ -432,6 +437,7 @@ class Driver:
         finally:
             heartbeat.stop()
             executor.shutdown(wait=not interrupted, cancel_futures=True)
+            self.strategy.close()
         return self._summarise(interrupted=interrupted, exhausted=exhausted)
 
     def _summarise(self, *, interrupted: bool, exhausted: bool) -> SweepSummary:

@@ -409,6 +409,7 @@ class TuneBridge:
             self.error = self.error or exc
         finally:
             heartbeat.stop()
+            self.driver.strategy.close()
             log.debug("Ray Tune's output:\n%s", tune_output.getvalue())
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)

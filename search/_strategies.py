@@ -148,6 +148,9 @@ class Strategy(ABC):
         self._observe(canonical, outcome, values)
         self._counts[_outcome_kind(outcome)] += 1
 
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for strategies without resources
+        """Release background resources (threads, processes); the strategy is not used afterwards."""
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able diagnostics: outcomes seen by kind, pending proposals, strategy-specific numbers."""
         return {

@@ -52,7 +52,10 @@ FINITE = Space.from_dict(
     }
 )
 # GP proposals fit a model each (~0.3-1 s here): the GP cases of the per-strategy tests are slow.
-WITH_SLOW_GP = [pytest.param(n, marks=pytest.mark.slow) if n == "optuna-gp" else n for n in STRATEGY_NAMES]
+# Fitting a GP (optuna-gp) and importing Ax (~9 s) are slow here.
+WITH_SLOW_GP = [
+    pytest.param(n, marks=pytest.mark.slow) if n in ("optuna-gp", "ax") else n for n in STRATEGY_NAMES
+]
 ONE = (Objective("loss"),)
 TWO = (Objective("loss"), Objective("size", "maximize"))
 FAST = {  # small startup phases so the model-based samplers are exercised within a few rounds
@@ -61,6 +64,7 @@ FAST = {  # small startup phases so the model-based samplers are exercised withi
     "optuna-tpe": {"n_startup_trials": 4},
     "optuna-nsga2": {"population_size": 4},
     "optuna-gp": {"n_startup_trials": 3},
+    "ax": {"n_sobol": 9, "background": False},  # Sobol only: deterministic and fast
 }
 
 

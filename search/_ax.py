@@ -1,0 +1,314 @@
+"""The ``ax`` strategy: Ax (ax-platform 1.x ``Client``) multi-objective Bayesian optimisation.
+
+The space goes to Ax as its tree of dependent parameters (``space.to_ax()``, layer counts as switch chains);
+Ax starts with ``n_sobol`` quasi-random trials (the space's centre first), then fits a GP per objective and
+proposes by expected hypervolume improvement. ``thresholds`` (``{metric: value}``, normally the sweep's
+reference point) become Ax's objective thresholds: "metric <= value" for minimised objectives, ">=" for
+maximised ones.
+
+How every outcome reaches Ax (one policy, here):
+
+=============================  ==================================================================
+Outcome                        Ax trial
+=============================  ==================================================================
+Completed, finite values       ``complete_trial`` with the objective values as plain floats (Ax
+                               infers the noise; trials report no standard errors yet, and one data
+                               format per sweep is kept: mixing floats and (mean, sem) broke Ax's
+                               model fitting).
+Completed, an infinite value   ``ABANDONED``: a GP cannot fit ±inf, and a diverged config should
+                               not be proposed again.
+Pruned                         ``ABANDONED``: partial-fidelity values would enter the model as if
+                               final (Ax's early-stopped state expects them), so none are passed.
+Failed                         ``FAILED`` with the reason: Ax may propose the config again (the
+                               failure may be transient, e.g. a crashed worker).
+Rejected                       ``ABANDONED``: infeasible or over a hardware budget, never trained.
+                               Ax never re-proposes an abandoned arm and keeps it as a pending point,
+                               which lowers the acquisition value around it.
+=============================  ==================================================================
+
+Resume: ``observe`` attaches the trial (``attach_trial(space.to_ax_parameters(config))``) and reports its
+outcome exactly as ``tell`` would, so a rebuilt Client holds the same trials, states and data.
+
+Throughput: with ``background=True`` (default) proposals are generated in a background thread, ``batch_size``
+per Ax call, so that one is ready when a worker frees up: a new call starts whenever fewer than
+``batch_size`` proposals are ready; ``tell`` only queues the outcome (the thread gives it to Ax before its
+next call) and never waits for Ax. ``ask`` blocks only while no proposal is ready. The price: a proposal
+may have been made before the last few results arrived, and proposals depend on the timing of results, so
+a background sweep is not reproducible bit for bit. ``background=False`` proposes in ``ask`` itself and is
+deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from search._strategies import Strategy, StrategyError, _Option
+from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
+from spaces import Space, SpaceError
+
+if TYPE_CHECKING:
+    from ax.api.client import Client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Report:
+    """An outcome waiting to be given to the Client: for a proposed trial (``index``) or an observed one
+    (``parameters`` to attach)."""
+
+    outcome: Outcome
+    raw_data: dict[str, float] | None
+    index: int | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class AxStrategy(Strategy):
+    """Ax ``Client`` over the space's Ax encoding; see the module docstring for the outcome policy."""
+
+    name = "ax"
+    options_allowed: ClassVar[Mapping[str, _Option]] = {
+        "n_sobol": _Option(8, int, minimum=1),
+        "batch_size": _Option(2, int, minimum=1),
+        "thresholds": _Option(None, dict, optional=True),
+        "background": _Option(True, bool),
+    }
+
+    def __init__(
+        self, space: Space, objectives: Sequence[Objective], *, seed: int, options: Mapping[str, Any]
+    ) -> None:
+        super().__init__(space, objectives, seed=seed, options=options)
+        constraints = self._threshold_constraints()
+        try:
+            parameters = space.to_ax()
+        except SpaceError as exc:
+            raise StrategyError(f"strategy 'ax' cannot express this space: {exc}") from exc
+        from ax.api.client import Client  # Ax takes seconds to import: only when this strategy is used
+        from ax.utils.common.logger import set_stderr_log_level
+
+        # Ax prints every trial at INFO on its own stderr handler; the driver reports progress itself.
+        set_stderr_log_level(logging.WARNING)
+        objective = ", ".join(("-" if o.direction == "minimize" else "") + o.name for o in self.objectives)
+        self._client = Client(random_seed=seed)
+        try:
+            self._client.configure_experiment(parameters=parameters, name=space.name)
+            self._client.configure_optimization(objective=objective, outcome_constraints=constraints)
+            self._client.configure_generation_strategy(
+                method="fast",
+                initialization_budget=self.options["n_sobol"],
+                initialization_random_seed=seed,
+                # Never wait for initial results: a free worker must always get a proposal.
+                allow_exceeding_initialization_budget=True,
+            )
+        except Exception as exc:  # Ax raises several types (ValueError, UserInputError, ...) for bad input
+            raise StrategyError(f"Ax rejected the experiment (objective {objective!r}): {exc}") from exc
+        self._client_lock = threading.Lock()  # the Client is not thread-safe: every use holds this lock
+        self._state = threading.Condition()  # guards everything below
+        self._ready: deque[Proposal] = deque()
+        self._reports: list[_Report] = []
+        self._indices: dict[str, int] = {}
+        self._failure: Exception | None = None
+        self._exhausted = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._ax_calls = 0
+        self._ax_seconds = 0.0
+        self._ax_longest_call = 0.0
+        self._generated = 0
+        self._ask_wait_seconds = 0.0
+
+    def _threshold_constraints(self) -> list[str]:
+        thresholds = self.options["thresholds"]
+        if thresholds is None:
+            return []
+        names = [objective.name for objective in self.objectives]
+        if len(names) < 2:
+            raise StrategyError(
+                f"option 'thresholds' of strategy 'ax' needs two or more objectives (Ax takes thresholds "
+                f"only in multi-objective optimisation), the objectives are {names}"
+            )
+        unknown = sorted(set(thresholds) - set(names))
+        if unknown:
+            raise StrategyError(
+                f"option 'thresholds' of strategy 'ax' names unknown objective(s) {unknown}; "
+                f"the objectives are {names}"
+            )
+        constraints = []
+        for objective in self.objectives:
+            if objective.name not in thresholds:
+                continue
+            value = thresholds[objective.name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise StrategyError(f"threshold of {objective.name!r} must be a finite number, got {value!r}")
+            operator = "<=" if objective.direction == "minimize" else ">="
+            constraints.append(f"{objective.name} {operator} {float(value)!r}")
+        return constraints
+
+    # -- ask ------------------------------------------------------------------------------------------
+    def _ask(self, n: int) -> list[Proposal]:
+        if not self.options["background"]:
+            with self._state:
+                self._raise_failure()
+            started = time.perf_counter()
+            with self._client_lock:
+                self._give_reports()
+                while len(self._ready) < n and not self._exhausted:
+                    self._ready.extend(self._generate(max(self.options["batch_size"], n - len(self._ready))))
+            with self._state:
+                self._ask_wait_seconds += time.perf_counter() - started
+            return [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
+        with self._state:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="hwnas-ax", daemon=True)
+                self._thread.start()
+                # A daemon thread killed inside torch at interpreter exit aborts the process: stop it first.
+                atexit.register(self.close)
+            started = time.perf_counter()
+            self._state.wait_for(lambda: self._ready or self._exhausted or self._failure is not None)
+            self._ask_wait_seconds += time.perf_counter() - started
+            self._raise_failure()
+            proposals = [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
+            self._state.notify_all()  # fewer proposals ready: the thread may start the next Ax call
+        return proposals
+
+    def _work(self) -> None:
+        """The background thread: give queued outcomes to Ax, keep ``batch_size`` proposals ready."""
+        while True:
+            with self._state:
+                self._state.wait_for(lambda: self._closed or bool(self._reports) or self._wants_more())
+                if self._closed:
+                    return
+                generate = self._wants_more()
+            try:
+                with self._client_lock:
+                    self._give_reports()
+                    proposals = self._generate(self.options["batch_size"]) if generate else []
+            except Exception as exc:  # surfaces as StrategyError at the next ask or tell
+                with self._state:
+                    self._failure = exc
+                    self._state.notify_all()
+                return
+            with self._state:
+                self._ready.extend(proposals)
+                self._state.notify_all()
+
+    def _wants_more(self) -> bool:
+        return len(self._ready) < self.options["batch_size"] and not self._exhausted and self._failure is None
+
+    def _generate(self, count: int) -> list[Proposal]:
+        """``count`` new Ax trials as canonical configs (called holding the client lock)."""
+        started = time.perf_counter()
+        try:
+            trials = self._client.get_next_trials(max_trials=count)
+        except Exception as exc:  # any Ax failure while proposing stops the sweep with Ax's message
+            raise StrategyError(f"Ax failed to propose trials: {exc.__class__.__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        proposals = []
+        for index, parameters in trials.items():
+            key = str(index)
+            proposals.append(
+                Proposal(key=key, config=self.space.canonicalize(self.space.from_ax(parameters)))
+            )
+            with self._state:
+                self._indices[key] = index
+        with self._state:
+            self._ax_calls += 1
+            self._ax_seconds += elapsed
+            self._ax_longest_call = max(self._ax_longest_call, elapsed)
+            self._generated += len(proposals)
+            self._exhausted = not proposals  # Ax proposes nothing more only for an exhausted finite space
+        log.debug("Ax proposed %d trial(s) in %.1f s", len(proposals), elapsed)
+        return proposals
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            if isinstance(self._failure, StrategyError):
+                raise StrategyError(str(self._failure)) from self._failure
+            raise StrategyError(
+                f"Ax failed: {self._failure.__class__.__name__}: {self._failure}"
+            ) from self._failure
+
+    # -- tell / observe -----------------------------------------------------------------------------
+    def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
+        with self._state:
+            self._raise_failure()
+            index = self._indices[key]
+        self._queue(_Report(outcome, self._raw_data(outcome, values), index=index))
+        with self._state:
+            del self._indices[key]
+
+    def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
+        parameters = self.space.to_ax_parameters(canonical)
+        self._queue(_Report(outcome, self._raw_data(outcome, values), parameters=parameters))
+
+    def _raw_data(self, outcome: Outcome, values: list[float] | None) -> dict[str, float] | None:
+        """Ax data for a finite Completed result, None for every outcome Ax gets no data for."""
+        if not isinstance(outcome, Completed) or values is None or not all(map(math.isfinite, values)):
+            return None
+        names = [objective.name for objective in self.objectives]
+        return dict(zip(names, values, strict=True))
+
+    def _queue(self, report: _Report) -> None:
+        if self.options["background"]:
+            with self._state:
+                self._reports.append(report)
+                self._state.notify_all()
+            return
+        with self._client_lock:
+            self._reports.append(report)
+            self._give_reports()
+
+    def _give_reports(self) -> None:
+        """Give the queued outcomes to the Client (called holding the client lock)."""
+        with self._state:
+            reports, self._reports = self._reports, []
+        for report in reports:
+            index = report.index
+            if index is None:
+                index = self._client.attach_trial(parameters=report.parameters or {})
+            outcome = report.outcome
+            if report.raw_data is not None:
+                self._client.complete_trial(index, raw_data=report.raw_data)
+            elif isinstance(outcome, Failed):
+                self._client.mark_trial_failed(index, failed_reason=outcome.reason)
+            elif isinstance(outcome, Completed | Pruned | Rejected):
+                self._client.mark_trial_abandoned(index)
+
+    # -- inspection and shutdown --------------------------------------------------------------------
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        """The Ax Client with every outcome told so far given to it, locked against the background thread
+        for the duration of the ``with`` block (waits for a running Ax call to finish)."""
+        with self._client_lock:
+            self._give_reports()
+            yield self._client
+
+    def close(self) -> None:
+        """Stop the background thread (after its current Ax call). The strategy cannot propose afterwards."""
+        with self._state:
+            self._closed = True
+            self._failure = self._failure or StrategyError("strategy 'ax' was closed")
+            self._state.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            atexit.unregister(self.close)
+
+    def _extra_state(self) -> dict[str, Any]:
+        with self._state:
+            return {
+                "ax_calls": self._ax_calls,
+                "ax_proposals": self._generated,
+                "ax_seconds": round(self._ax_seconds, 3),
+                "ax_longest_call_seconds": round(self._ax_longest_call, 3),
+                "ask_wait_seconds": round(self._ask_wait_seconds, 3),
+                "ready": len(self._ready),
+            }

@@ -1,0 +1,282 @@
+"""The Ax strategy: valid proposals, every outcome in the Client, replay on resume, background proposals.
+
+Ax's import takes ~9 s here and every Bayesian-optimisation proposal several seconds: the tests stay in the
+quasi-random initialisation phase (a large ``n_sobol``) except those marked slow, which fit the GP.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from search import Completed, Failed, Objective, Outcome, Pruned, Rejected, StrategyError, make_strategy
+from search._ax import AxStrategy
+from spaces import Infeasible, Space
+
+pytestmark = pytest.mark.filterwarnings("ignore")  # Ax and BoTorch warn about their own internals
+
+# A layer count with children (an Ax switch chain), a bool-gated int, a log float and an infeasible corner.
+SMALL = Space.from_dict(
+    {
+        "name": "small",
+        "parameters": {
+            "n_layers": {"type": "int", "low": 0, "high": 2},
+            "units0": {"type": "choice", "choices": [4, 8, 16], "active_if": {"n_layers": {">": 0}}},
+            "units1": {"type": "choice", "choices": [4, 8, 16], "active_if": {"n_layers": {">": 1}}},
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "act": {"type": "choice", "choices": ["relu", "tanh"]},
+            "quantize": {"type": "bool"},
+            "bits": {"type": "int", "low": 3, "high": 8, "active_if": {"quantize": True}},
+        },
+        "constraints": [{"expr": "units1 <= units0", "reason": "layers must not widen"}],
+    }
+)
+TWO = (Objective("loss"), Objective("size", "maximize"))
+SOBOL_ONLY = {"n_sobol": 50, "background": False}
+
+
+def toy(config: Mapping[str, Any]) -> dict[str, float]:
+    units = [config.get(f"units{i}", 0) for i in range(2)]
+    loss = (math.log10(config["lr"]) + 2) ** 2 + abs(sum(units) - 12) / 4 + (config["act"] == "tanh") * 0.5
+    return {"loss": loss, "size": float(sum(units) + config.get("bits", 16))}
+
+
+def ax(options: Mapping[str, Any], seed: int = 0) -> AxStrategy:
+    strategy = make_strategy("ax", SMALL, TWO, seed=seed, options=dict(options))
+    assert isinstance(strategy, AxStrategy)
+    return strategy
+
+
+def evaluate(config: Mapping[str, Any]) -> Outcome:
+    checked = SMALL.validate(config)
+    return Rejected(checked.reason) if isinstance(checked, Infeasible) else Completed(toy(checked))
+
+
+def summary(strategy: AxStrategy) -> pd.DataFrame:
+    """Status, reason, objective values and parameters of every Ax trial (sorted, index-free)."""
+    with strategy.client() as client:
+        frame = client.summarize()
+    columns = sorted(set(frame.columns) - {"trial_index", "arm_name", "generation_node"})
+    return frame[columns].sort_values(["trial_status", "lr"]).reset_index(drop=True)
+
+
+def test_importing_search_does_not_import_ax() -> None:
+    code = (
+        "import sys, search, search._ax\n"
+        "from spaces import get_space\n"
+        "search.make_strategy('optuna-tpe', get_space('econt'), [search.Objective('emd')], seed=0)\n"
+        "print('ax' in search.STRATEGY_NAMES, 'ax' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_proposals_are_canonical_configs_of_the_space(background: bool) -> None:
+    strategy = ax({"n_sobol": 50, "background": background, "batch_size": 3})
+    configs: dict[str, dict[str, Any]] = {}
+    for _ in range(4):
+        proposals = strategy.ask(3)
+        assert 1 <= len(proposals) <= 3
+        for proposal in proposals:
+            assert proposal.key not in configs
+            configs[proposal.key] = proposal.config
+            assert SMALL.canonicalize(proposal.config) == proposal.config
+            strategy.tell(proposal.key, evaluate(proposal.config))
+    strategy.close()
+    seen = strategy.state_dict()["seen"]
+    assert seen["completed"] + seen["rejected"] == len(configs)
+    # The switch chain reaches every layer count, and the bool-gated parameter is proposed both ways.
+    assert {c["n_layers"] for c in configs.values()} == {0, 1, 2}
+    assert {"bits" in c for c in configs.values()} == {True, False}
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_every_outcome_reaches_the_client(background: bool) -> None:
+    strategy = ax({"n_sobol": 50, "background": background})
+    proposals = []
+    while len(proposals) < 6:
+        proposals += strategy.ask(6 - len(proposals))
+    outcomes: list[Outcome] = [
+        Completed({"size": 7.0, "loss": 0.5}),  # dict order differs from the objective order
+        Completed({"loss": math.inf, "size": 3.0}),
+        Pruned({"loss": 0.25}, fidelity=2),
+        Failed("out of memory"),
+        Rejected("over the LUT budget"),
+        Completed({"loss": 1.5, "size": 9.0, "unused_metric": 4.0}),
+    ]
+    for proposal, outcome in zip(proposals, outcomes, strict=True):
+        strategy.tell(proposal.key, outcome)
+    with strategy.client() as client:
+        frame = client.summarize().set_index("trial_index").sort_index()
+        data = client._experiment.lookup_data().df  # the raw data Ax stores (no public accessor)
+    indices = [int(p.key) for p in proposals]
+    statuses = frame.loc[indices, "trial_status"].tolist()
+    assert statuses == ["COMPLETED", "ABANDONED", "ABANDONED", "FAILED", "ABANDONED", "COMPLETED"]
+    assert frame.loc[indices[3], "status_reason"] == "out of memory"
+    stored = {(row.trial_index, row.metric_name): row.mean for row in data.itertuples()}
+    assert stored == {
+        (indices[0], "loss"): 0.5,
+        (indices[0], "size"): 7.0,
+        (indices[5], "loss"): 1.5,
+        (indices[5], "size"): 9.0,
+    }
+    assert data["sem"].isna().all()  # plain floats: Ax infers the noise
+    strategy.close()
+    assert strategy.state_dict()["seen"] == {"completed": 3, "pruned": 1, "failed": 1, "rejected": 1}
+
+
+def test_same_seed_same_proposals_without_background() -> None:
+    def run(seed: int) -> list[dict[str, Any]]:
+        strategy = ax(SOBOL_ONLY, seed=seed)
+        configs = []
+        for _ in range(3):
+            for proposal in strategy.ask(2):
+                strategy.tell(proposal.key, evaluate(proposal.config))
+                configs.append(proposal.config)
+        return configs
+
+    assert run(4) == run(4)
+    assert run(4) != run(5)
+
+
+def _history(strategy: AxStrategy, rounds: int) -> list[tuple[dict[str, Any], Outcome]]:
+    kinds = [
+        lambda c: Completed(toy(c)),
+        lambda c: Pruned({"loss": 2.5}, fidelity=3),
+        lambda c: Completed(toy(c)),
+        lambda c: Failed("diverged"),
+        lambda c: Rejected("over the LUT budget"),
+    ]
+    history = []
+    for i in range(rounds):
+        (proposal,) = strategy.ask(1)
+        checked = SMALL.validate(proposal.config)
+        outcome = (
+            Rejected(checked.reason) if isinstance(checked, Infeasible) else kinds[i % len(kinds)](checked)
+        )
+        strategy.tell(proposal.key, outcome)
+        history.append((proposal.config, outcome))
+    return history
+
+
+def test_observe_rebuilds_the_same_trials_and_data() -> None:
+    live = ax(SOBOL_ONLY, seed=2)
+    history = _history(live, 12)
+    assert {type(o) for _, o in history} == {Completed, Pruned, Failed, Rejected}
+    rebuilt = ax({**SOBOL_ONLY, "background": True}, seed=2)
+    for config, outcome in history:
+        rebuilt.observe(config, outcome)
+    assert rebuilt.state_dict()["seen"] == live.state_dict()["seen"]
+    pd.testing.assert_frame_equal(summary(rebuilt), summary(live))
+    for proposal in rebuilt.ask(2):
+        assert SMALL.canonicalize(proposal.config) == proposal.config
+    rebuilt.close()
+
+
+@pytest.mark.slow
+def test_rebuilt_strategy_fits_its_model_on_observed_trials() -> None:
+    live = ax(SOBOL_ONLY, seed=3)
+    history = _history(live, 10)
+    rebuilt = ax({"n_sobol": 3, "background": False}, seed=3)
+    for config, outcome in history:
+        rebuilt.observe(config, outcome)
+    (proposal,) = rebuilt.ask(1)
+    assert SMALL.canonicalize(proposal.config) == proposal.config
+    with rebuilt.client() as client:
+        frame = client.summarize()
+    assert frame["generation_node"].iloc[-1] == "MBM"  # proposed by the GP, not quasi-randomly
+    assert (frame["trial_status"] == "COMPLETED").sum() == sum(isinstance(o, Completed) for _, o in history)
+
+
+@pytest.mark.slow
+def test_background_serves_ready_proposals_while_ax_thinks() -> None:
+    strategy = ax({"n_sobol": 2, "batch_size": 2, "thresholds": {"loss": 10.0, "size": 0.0}})
+    for proposal in strategy.ask(2):
+        strategy.tell(proposal.key, Completed(toy(SMALL.canonicalize(proposal.config))))
+    deadline = time.monotonic() + 300
+    while strategy.state_dict()["ready"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    calls = strategy.state_dict()["ax_calls"]
+    # Taking a ready proposal wakes the thread for a GP proposal; neither ask nor tell waits for it.
+    started = time.perf_counter()
+    (proposal,) = strategy.ask(1)
+    strategy.tell(proposal.key, evaluate(proposal.config))
+    (proposal,) = strategy.ask(1)
+    assert time.perf_counter() - started < 1.0
+    deadline = time.monotonic() + 300
+    while strategy.state_dict()["ax_calls"] == calls and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = strategy.state_dict()
+    assert state["ax_calls"] > calls
+    assert state["ax_seconds"] > 0
+    strategy.close()
+    with pytest.raises(StrategyError, match="strategy 'ax' was closed"):
+        strategy.ask(1)
+
+
+@pytest.mark.parametrize(
+    ("objectives", "options", "message"),
+    [
+        (
+            TWO,
+            {"n_init": 3},
+            "unknown option(s) ['n_init'] for strategy 'ax'; allowed: n_sobol, batch_size, thresholds, "
+            "background",
+        ),
+        (TWO, {"n_sobol": 0}, "option 'n_sobol' of strategy 'ax' must be >= 1, got 0"),
+        (TWO, {"batch_size": 2.0}, "option 'batch_size' of strategy 'ax' must be int, got 2.0"),
+        (TWO, {"background": "yes"}, "option 'background' of strategy 'ax' must be bool, got 'yes'"),
+        (TWO, {"thresholds": [3.0]}, "option 'thresholds' of strategy 'ax' must be dict or None, got [3.0]"),
+        (
+            TWO,
+            {"thresholds": {"loss": 3.0, "emd": 1.0}},
+            "option 'thresholds' of strategy 'ax' names unknown objective(s) ['emd']; the objectives are "
+            "['loss', 'size']",
+        ),
+        (TWO, {"thresholds": {"loss": math.inf}}, "threshold of 'loss' must be a finite number, got inf"),
+        (
+            (Objective("loss"),),
+            {"thresholds": {"loss": 3.0}},
+            "option 'thresholds' of strategy 'ax' needs two or more objectives",
+        ),
+        (
+            (Objective("E"), Objective("size")),  # a name Ax's expression parser reserves
+            {},
+            "Ax rejected the experiment (objective '-E, -size')",
+        ),
+    ],
+)
+def test_bad_options_and_objectives_are_named(
+    objectives: tuple[Objective, ...], options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(StrategyError) as info:
+        make_strategy("ax", SMALL, objectives, seed=0, options=options)
+    assert message in str(info.value)
+
+
+def test_a_space_ax_cannot_express_names_the_parameter() -> None:
+    two_parents = Space.from_dict(
+        {
+            "parameters": {
+                "a": {"type": "bool"},
+                "b": {"type": "bool"},
+                "c": {"type": "int", "low": 1, "high": 3, "active_if": {"a": True, "b": True}},
+            }
+        }
+    )
+    with pytest.raises(
+        StrategyError, match="strategy 'ax' cannot express this space: Ax cannot express parameter 'c'"
+    ):
+        make_strategy("ax", two_parents, TWO, seed=0)
