@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -192,16 +192,21 @@ def _csv_blocks(
         yield values, numbers
 
 
-def _npy_blocks(
-    path: Path, allowed_columns: Sequence[int], chunk_rows: int
-) -> Iterator[tuple[NDArray[np.float64], NDArray[np.int64]]]:
-    """Yield (values, 1-based row numbers) for successive chunks of a 2-D .npy array (memory-mapped)."""
+def _open_npy(path: Path) -> NDArray[Any]:
+    """A memory-mapped .npy array; DataError when the file is missing or not an .npy array."""
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except ValueError as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def _npy_blocks(
+    path: Path, allowed_columns: Sequence[int], chunk_rows: int
+) -> Iterator[tuple[NDArray[np.float64], NDArray[np.int64]]]:
+    """Yield (values, 1-based row numbers) for successive chunks of a 2-D .npy array (memory-mapped)."""
+    array = _open_npy(path)
     if array.ndim != 2 or array.shape[1] not in allowed_columns:
         expected = " or ".join(str(c) for c in allowed_columns)
         raise DataError(f"{path}: expected a 2-D array with {expected} columns, found shape {array.shape}")
@@ -411,12 +416,7 @@ def write_dataset(
 def _detect_kind(path: Path) -> tuple[Kind, bool, int]:
     """(kind, has header, stored columns) from the file's shape and first rows."""
     if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        except ValueError as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        array = _open_npy(path)
         columns = array.shape[1] if array.ndim == 2 else 0
         if columns == N_SAMPLES + 1:
             return "waveform", False, columns

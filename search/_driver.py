@@ -283,7 +283,7 @@ class Driver:
     def _trained_or_running(self) -> int:
         """Trials that count against the budget (replicates of ``confirm`` do not)."""
         states = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED, TrialState.RUNNING)
-        return sum(t.replicate_of is None for t in self.store.trials(self.sweep.id, states))
+        return self.store.count_trials(self.sweep.id, states, replicates=False)
 
     def _queued(self, *, replicates: bool) -> TrialRecord | None:
         queued = self.store.trials(self.sweep.id, [TrialState.QUEUED])
@@ -356,7 +356,7 @@ class Driver:
             self.strategy.observe(trial.params, told)
         if self.progress is not None:
             finished = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
-            done = sum(t.replicate_of is None for t in self.store.trials(self.sweep.id, finished))
+            done = self.store.count_trials(self.sweep.id, finished, replicates=False)
             self.progress(self.store.get_trial(trial.id), done, self.config.trials)
 
     def _own_running(self) -> list[TrialRecord]:
@@ -455,6 +455,16 @@ class Driver:
         return SweepSummary(self.sweep.name, counts, front, volume, interrupted, notes)
 
 
+def completed_search_trials(store: Store, sweep: SweepRecord) -> list[TrialRecord]:
+    """COMPLETED trials of the search (not confirm replicates) that carry every objective."""
+    names = [o["name"] for o in sweep.objectives]
+    return [
+        t
+        for t in store.trials(sweep.id, [TrialState.COMPLETED])
+        if t.replicate_of is None and all(n in t.results for n in names)
+    ]
+
+
 def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], float | None]:
     """Pareto front of the completed full-fidelity trials and its hypervolume.
 
@@ -464,11 +474,7 @@ def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], fl
     """
     names = [o["name"] for o in sweep.objectives]
     directions = [o["direction"] for o in sweep.objectives]
-    completed = [
-        t
-        for t in store.trials(sweep.id, [TrialState.COMPLETED])
-        if t.replicate_of is None and all(n in t.results for n in names)
-    ]
+    completed = completed_search_trials(store, sweep)
     if not completed:
         return [], None
     points = np.array([[t.results[n] for n in names] for t in completed], dtype=float)
@@ -485,11 +491,7 @@ def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
     if sweep.reference_point is not None:
         return
     names = [o["name"] for o in sweep.objectives]
-    points = [
-        [t.results[n] for n in names]
-        for t in store.trials(sweep.id, [TrialState.COMPLETED])
-        if t.replicate_of is None and all(n in t.results for n in names)
-    ]
+    points = [[t.results[n] for n in names] for t in completed_search_trials(store, sweep)]
     if points:
         store.set_reference_point(
             sweep.id, default_reference(points, [o["direction"] for o in sweep.objectives])

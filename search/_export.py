@@ -22,7 +22,7 @@ import torch
 from search._config import SweepConfig
 from search._driver import SweepError, sweep_front
 from search._store import Store, SweepRecord, TrialRecord
-from search._trial import hw_settings
+from search._trial import hw_settings, task_data
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def export_trial(
     store: Store, config: SweepConfig, trial: TrialRecord, out: Path, *, verify: bool = True, rows: int = 256
 ) -> ExportResult:
     """Write one trial's encoder as an hls4ml project under ``out`` and check it bit for bit."""
-    from hw_models import estimate, to_hls4ml, verify_bit_exact
+    from hw_models import to_hls4ml, verify_bit_exact
     from objectives import get_task
     from spaces import build_model
 
@@ -98,9 +98,7 @@ def export_trial(
 
     check: dict[str, Any] | None = None
     if verify:
-        data = task.prepare(
-            config.task.data, rows=config.task.rows, seed=config.seed, val_rows=config.task.val_rows
-        )
+        data = task_data(config.task, config.seed)  # prepared once, shared by every exported trial
         report = verify_bit_exact(model.encoder, hls_model, data.val_x[:rows])
         check = asdict(report)
     summary = {
@@ -108,7 +106,7 @@ def export_trial(
         "trial": trial.number,
         "params": trial.params,
         "results": trial.results,
-        "cost": estimate(model.encoder, task.input_shape, settings).to_dict(),
+        "cost": store.costs([trial.id]).get(trial.id),  # the trial's final (post-training) report
         "verification": check,
         "note": "cost figures are estimates from the hls4ml model graph, not synthesis results",
     }

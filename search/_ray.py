@@ -49,7 +49,7 @@ from search._config import (
 from search._driver import Driver, ProgressCallback, SweepError, SweepSummary, _Heartbeat
 from search._schema import TrialState
 from search._store import StoreError, TrialRecord
-from search._trial import TrialJob, _store, _task_data, run_trial
+from search._trial import TrialJob, _store, run_trial, task_data
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def rung_reporter(job: TrialJob, metric: str, emd_rows: int, report: Any) -> Any
     def on_epoch(epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
         values = dict(metrics)
         if metric not in values:
-            data = _task_data(job.task, job.data_seed)
+            data = task_data(job.task, job.data_seed)
             subsample = dataclasses.replace(
                 data,
                 val_x=data.val_x[:emd_rows],

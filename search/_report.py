@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search._driver import sweep_front
+from search._driver import completed_search_trials, sweep_front
 from search._pareto import hypervolume_history
-from search._schema import TrialState
 from search._store import Store, SweepRecord, TrialRecord
 
 _TRAINING_KEYS = ("lr", "batch_size")
@@ -156,10 +155,6 @@ def front_report(store: Store, sweep: SweepRecord) -> FrontReport:
     objectives = [o["name"] for o in sweep.objectives]
     front, volume = sweep_front(store, sweep)
     refreshed = store.get_sweep(sweep.name) or sweep
-    completed = [
-        t
-        for t in store.trials(sweep.id, [TrialState.COMPLETED])
-        if t.replicate_of is None and all(n in t.results for n in objectives)
-    ]
+    completed = completed_search_trials(store, sweep)
     references = [t for t in completed if t.origin == "warm-start"]
     return FrontReport(refreshed, objectives, front, references, completed, volume)

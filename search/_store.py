@@ -349,6 +349,16 @@ class Store:
             results = self._results(session, [r.id for r in rows])
             return [_trial_record(r, results.get(r.id, {})) for r in rows]
 
+    def count_trials(self, sweep_id: int, states: Sequence[TrialState], *, replicates: bool = True) -> int:
+        """How many trials of a sweep are in ``states`` (without confirm replicates unless ``replicates``)."""
+        with self._session() as session:
+            query = select(func.count(TrialRow.id)).where(
+                TrialRow.sweep_id == sweep_id, TrialRow.state.in_([s.value for s in states])
+            )
+            if not replicates:
+                query = query.where(TrialRow.replicate_of.is_(None))
+            return int(session.scalar(query) or 0)
+
     @staticmethod
     def _results(session: Session, trial_ids: Sequence[int]) -> dict[int, dict[str, float]]:
         out: dict[int, dict[str, float]] = {}

@@ -61,7 +61,7 @@ def _store(url: str) -> Store:
 
 
 @functools.lru_cache(maxsize=2)
-def _task_data(task: TaskConfig, seed: int) -> Any:
+def task_data(task: TaskConfig, seed: int) -> Any:
     from objectives import get_task
 
     return get_task(task.name).prepare(task.data, rows=task.rows, seed=seed, val_rows=task.val_rows)
@@ -70,13 +70,7 @@ def _task_data(task: TaskConfig, seed: int) -> Any:
 def hw_settings(hardware: HardwareConfig) -> Any:
     from hw_models import HWSettings
 
-    return HWSettings(
-        io_type=hardware.io_type,
-        reuse_factor=hardware.reuse_factor,
-        strategy=hardware.strategy,
-        default_precision=hardware.default_precision,
-        clock_period_ns=hardware.clock_period_ns,
-    )
+    return HWSettings.from_dict(hardware.model_dump())  # the config's hardware keys are HWSettings fields
 
 
 def _objective_values(
@@ -147,7 +141,7 @@ def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
             if reason is not None:
                 return Rejected(reason)
 
-        data = _task_data(job.task, job.data_seed)
+        data = task_data(job.task, job.data_seed)
         train_settings = TrainSettings(
             epochs=job.epochs,
             batch_size=int(job.config.get("batch_size", 500)),

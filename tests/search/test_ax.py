@@ -23,22 +23,7 @@ from spaces import Infeasible, Space
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Ax and BoTorch warn about their own internals
 
-# A layer count with children (an Ax switch chain), a bool-gated int, a log float and an infeasible corner.
-SMALL = Space.from_dict(
-    {
-        "name": "small",
-        "parameters": {
-            "n_layers": {"type": "int", "low": 0, "high": 2},
-            "units0": {"type": "choice", "choices": [4, 8, 16], "active_if": {"n_layers": {">": 0}}},
-            "units1": {"type": "choice", "choices": [4, 8, 16], "active_if": {"n_layers": {">": 1}}},
-            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
-            "act": {"type": "choice", "choices": ["relu", "tanh"]},
-            "quantize": {"type": "bool"},
-            "bits": {"type": "int", "low": 3, "high": 8, "active_if": {"quantize": True}},
-        },
-        "constraints": [{"expr": "units1 <= units0", "reason": "layers must not widen"}],
-    }
-)
+SMALL = Space.from_yaml(Path(__file__).with_name("small_space.yaml"))
 TWO = (Objective("loss"), Objective("size", "maximize"))
 SOBOL_ONLY = {"n_sobol": 50, "background": False}
 

@@ -31,7 +31,7 @@ from search._ray import (
 )
 from search._schema import TrialState
 from search._store import Store
-from search._trial import _task_data
+from search._trial import task_data
 from search._types import Completed, Failed, Pruned, Rejected
 
 
@@ -169,7 +169,7 @@ def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: 
     model = build_model("econt", get_preset("econt_baseline"))
     reports: list[dict[str, float]] = []
     rung_reporter(job, "emd_mean_subsample", 120, reports.append)(1, {"val_loss": 1.0}, model)
-    data = _task_data(job.task, job.data_seed)
+    data = task_data(job.task, job.data_seed)
     cells = from_8x8(predict(model, data.val_x[:120])).clamp_min(0.0).double().numpy()
     expected = float(emd_hex(data.val_raw[:120], cells).as_dict()["emd_mean"])
     assert reports[0]["emd_mean_subsample"] == pytest.approx(expected, rel=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,22 +23,7 @@ from search._strategies import (
 from search._types import Completed, Failed, Objective, Outcome, Pruned, Rejected
 from spaces import Infeasible, Space, get_space
 
-# Conditional (layer count), log float, bool-gated int and a constraint that rejects part of the space.
-SMALL = Space.from_dict(
-    {
-        "name": "small",
-        "parameters": {
-            "n_layers": {"type": "int", "low": 0, "high": 2},
-            "units0": {"type": "choice", "choices": [4, 8, 16], "active_if": {"n_layers": {">": 0}}},
-            "units1": {"type": "choice", "choices": [4, 8, 16], "active_if": {"n_layers": {">": 1}}},
-            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
-            "act": {"type": "choice", "choices": ["relu", "tanh"]},
-            "quantize": {"type": "bool"},
-            "bits": {"type": "int", "low": 3, "high": 8, "active_if": {"quantize": True}},
-        },
-        "constraints": [{"expr": "units1 <= units0", "reason": "layers must not widen"}],
-    }
-)
+SMALL = Space.from_yaml(Path(__file__).with_name("small_space.yaml"))
 # Finite, conditional, with an infeasible corner: small enough to enumerate.
 FINITE = Space.from_dict(
     {
