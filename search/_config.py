@@ -141,6 +141,13 @@ class SchedulerConfig(_Frozen):
         "val_loss", description="rung metric: validation loss, or EMD on a fixed validation subsample"
     )
     emd_rows: int = Field(500, ge=10, description="validation rows of the EMD rung metric's fixed subsample")
+    promotion: Literal["pareto", "metric"] = Field(
+        "pareto",
+        description=(
+            "pareto: rung metric and the sweep's hardware-cost objectives ranked together (cheap models "
+            "survive); metric: the rung metric alone (Ray's ASHAScheduler)"
+        ),
+    )
 
 
 class HardwareConfig(_Frozen):

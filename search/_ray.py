@@ -6,6 +6,11 @@ the outcome and tells the strategy. So ASHA works with every strategy. The store
 write per-epoch metrics, costs and checkpoints to it, the driver moves trials between states; Ray's own
 result files are scratch.
 
+ASHA (``scheduler.promotion``): ``pareto`` (default) is our :class:`~search._asha.ParetoASHA`, which ranks
+a rung's trials by Pareto rank over the rung metric and the sweep's cost objectives (``bops``, ...), so
+cheap models with a higher loss survive rungs; ``metric`` is Ray's ASHAScheduler on the rung metric alone.
+Every rung report carries the cost objectives' pre-training values next to the rung metric.
+
 Guarantees:
 - Ray is started or joined, and the CPUs checked, before the sweep is created in the store; an unreachable
   address, a Ray version mismatch or too few CPUs raise :class:`ExecutorError` (a ``SweepError``).
@@ -38,6 +43,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from search._asha import ParetoASHA
 from search._config import (
     ASHA_PRESETS,
     ExecutorConfig,
@@ -49,7 +55,7 @@ from search._config import (
 from search._driver import Driver, ProgressCallback, SweepError, SweepSummary, _Heartbeat
 from search._schema import TrialState
 from search._store import StoreError, TrialRecord
-from search._trial import TrialJob, _store, run_trial, task_data
+from search._trial import TrialJob, _store, cost_objectives, run_trial, task_data
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
 
 if TYPE_CHECKING:
@@ -91,20 +97,35 @@ def asha_settings(scheduler: SchedulerConfig, epochs: int) -> dict[str, int]:
 def make_scheduler(config: SweepConfig) -> TrialScheduler:
     """Tune's scheduler for the sweep: FIFO, or ASHA on the rung metric up to the sweep's epochs.
 
-    Our trainable reports epochs 1..epochs-1 to ASHA (the last epoch ends in the final evaluation, never
-    in a rung decision), so ``max_t`` is the sweep's epochs.
+    ASHA promotes by Pareto rank over the rung metric and the sweep's cost objectives (ParetoASHA) or,
+    with ``promotion: metric``, by the rung metric alone (Ray's ASHAScheduler). Our trainable reports
+    epochs 1..epochs-1 to ASHA (the last epoch ends in the final evaluation, never in a rung decision), so
+    ``max_t`` is the sweep's epochs.
     """
     if config.scheduler.kind == "none":
         return FIFOScheduler()
     settings = asha_settings(config.scheduler, config.epochs)
-    return ASHAScheduler(
+    metric = rung_metric(config.scheduler, config.task.name)
+    grace, reduction, brackets = (settings[k] for k in ("grace_period", "reduction_factor", "brackets"))
+    if config.scheduler.promotion == "metric":
+        return ASHAScheduler(
+            time_attr=EPOCH_KEY,
+            metric=metric,
+            mode="min",
+            max_t=config.epochs,
+            grace_period=grace,
+            reduction_factor=reduction,
+            brackets=brackets,
+        )
+    names = cost_objectives([o.name for o in config.objectives])
+    return ParetoASHA(
         time_attr=EPOCH_KEY,
-        metric=rung_metric(config.scheduler, config.task.name),
-        mode="min",
+        metric=metric,
+        costs=[(o.name, o.direction) for o in config.objectives if o.name in names],
         max_t=config.epochs,
-        grace_period=settings["grace_period"],
-        reduction_factor=settings["reduction_factor"],
-        brackets=settings["brackets"],
+        grace_period=grace,
+        reduction_factor=reduction,
+        brackets=brackets,
     )
 
 
@@ -131,13 +152,16 @@ def decode_outcome(text: str) -> Outcome:
 def rung_reporter(job: TrialJob, metric: str, emd_rows: int, report: Any) -> Any:
     """The per-epoch callback of a Ray trial: add the rung metric, refuse non-finite values, report.
 
-    Epochs before the last are reported (``report({"epoch", metrics..., metric})``); the last epoch is not,
-    since the trial then finishes with its full-fidelity outcome. Raises DivergedError when the rung metric is
-    NaN or infinite, which fails the trial as diverged instead of letting ASHA rank it.
+    Epochs before the last are reported (``report({"epoch", metrics..., metric, costs...})``, the costs
+    being the cost objectives' pre-training values that ParetoASHA ranks with the metric); the last epoch
+    is not, since the trial then finishes with its full-fidelity outcome. Raises DivergedError when the rung
+    metric is NaN or infinite, which fails the trial as diverged instead of letting ASHA rank it.
     """
     from objectives import DivergedError, get_task
 
-    def on_epoch(epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
+    def on_epoch(
+        epoch: int, metrics: dict[str, float], model: torch.nn.Module, costs: Mapping[str, float]
+    ) -> None:
         values = dict(metrics)
         if metric not in values:
             data = task_data(job.task, job.data_seed)
@@ -152,7 +176,7 @@ def rung_reporter(job: TrialJob, metric: str, emd_rows: int, report: Any) -> Any
         if not math.isfinite(values[metric]):
             raise DivergedError(f"rung metric {metric} is {values[metric]} at epoch {epoch}")
         if epoch < job.epochs:
-            report({EPOCH_KEY: epoch, **values})
+            report({EPOCH_KEY: epoch, **values, **costs})
 
     return on_epoch
 
@@ -190,8 +214,18 @@ def ray_trainable(config: dict[str, Any]) -> None:
     rung_value = (
         outcome.values.get(config["rung_metric"], math.inf) if isinstance(outcome, Completed) else math.inf
     )
+    # The cost keys too, as in every rung report: NaN (unknown) when the trial did not complete.
+    costs = {
+        name: outcome.values.get(name, math.nan) if isinstance(outcome, Completed) else math.nan
+        for name in cost_objectives(job.objectives)
+    }
     tune.report(
-        {EPOCH_KEY: fidelity, config["rung_metric"]: rung_value, OUTCOME_KEY: encode_outcome(outcome)}
+        {
+            EPOCH_KEY: fidelity,
+            config["rung_metric"]: rung_value,
+            **costs,
+            OUTCOME_KEY: encode_outcome(outcome),
+        }
     )
 
 

@@ -14,14 +14,14 @@ import logging
 import math
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from search._config import HardwareConfig, TaskConfig
+from search._config import MODEL_METRICS, HardwareConfig, TaskConfig
 from search._store import Store
 from search._types import Completed, Failed, Outcome, Rejected
 
@@ -97,6 +97,13 @@ def model_kb(model: torch.nn.Module, config: Mapping[str, Any]) -> float:
     return nonzero * bits / 8 / 1024
 
 
+def cost_objectives(names: Sequence[str]) -> list[str]:
+    """The objectives among ``names`` known before training: hardware costs and model metrics (model_kb)."""
+    from hw_models import COST_QUANTITIES
+
+    return [name for name in names if name in COST_QUANTITIES or name in MODEL_METRICS]
+
+
 def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] | None:
     if job.checkpoint_dir is None:
         return None
@@ -112,14 +119,16 @@ def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] |
     return str(path), hashlib.sha256(payload).hexdigest()
 
 
-EpochCallback = Callable[[int, dict[str, float], torch.nn.Module], None]
+EpochCallback = Callable[[int, dict[str, float], torch.nn.Module, Mapping[str, float]], None]
 
 
 def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
     """Run one trial. Never raises for a trial-level problem: failures come back as Failed/Rejected.
 
-    ``on_epoch(epoch, metrics, model)`` runs after each epoch's metrics are stored (a scheduler reports
-    rungs there); DivergedError from it fails the trial as diverged, other exceptions fail it verbatim.
+    ``on_epoch(epoch, metrics, model, costs)`` runs after each epoch's metrics are stored (a scheduler
+    reports rungs there); ``costs`` are the cost objectives' pre-training values (see
+    :func:`cost_objectives`), for rungs that rank by cost too. DivergedError from it fails the trial as
+    diverged, other exceptions fail it verbatim.
     """
     from hw_models import Budget, HWError, estimate
     from objectives import DivergedError, TrainSettings, get_task, train
@@ -141,6 +150,12 @@ def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
             if reason is not None:
                 return Rejected(reason)
 
+        # The cost objectives before training, for schedulers that rank rungs by cost as well as loss.
+        before = dict(report.totals)
+        if "model_kb" in job.objectives:
+            before["model_kb"] = model_kb(model, job.config)
+        costs = {name: float(before[name]) for name in cost_objectives(job.objectives)}
+
         data = task_data(job.task, job.data_seed)
         train_settings = TrainSettings(
             epochs=job.epochs,
@@ -153,7 +168,7 @@ def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
         def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
             store.record_metrics(job.trial_id, epoch, metrics)
             if on_epoch is not None:
-                on_epoch(epoch, metrics, model)
+                on_epoch(epoch, metrics, model, costs)  # costs go to the scheduler, not the store
 
         result = train(model, task, data, train_settings, report=report_epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}

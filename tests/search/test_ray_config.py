@@ -12,6 +12,7 @@ import pytest
 from ray._private.utils import check_version_info
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from search._asha import ParetoASHA
 from search._config import ConfigError, parse_config
 from search._driver import Driver, run_sweep
 from search._ray import (
@@ -31,7 +32,7 @@ from search._ray import (
 )
 from search._schema import TrialState
 from search._store import Store
-from search._trial import task_data
+from search._trial import run_trial, task_data
 from search._types import Completed, Failed, Pruned, Rejected
 
 
@@ -109,14 +110,34 @@ def test_explicit_asha_keys_override_the_preset() -> None:
     assert asha_settings(config.scheduler, 9) == {"grace_period": 2, "reduction_factor": 3, "brackets": 2}
 
 
-def test_make_scheduler_builds_ray_asha_on_the_rung_metric() -> None:
-    config = parse_config(ray_config("sqlite://", scheduler={"kind": "asha", "metric": "emd"}))
+def test_promotion_must_be_pareto_or_metric() -> None:
+    with pytest.raises(
+        ConfigError, match=r"scheduler.promotion: got 'loss'; input should be 'pareto' or 'metric'"
+    ):
+        parse_config(ray_config("sqlite://", scheduler={"kind": "asha", "promotion": "loss"}))
+    assert parse_config(ray_config("sqlite://")).scheduler.promotion == "pareto"
+
+
+def test_make_scheduler_ranks_the_rung_metric_with_the_cost_objectives() -> None:
+    objectives = [{"emd_mean": "minimize"}, {"model_kb": "minimize"}, {"bops": "minimize"}]
+    config = parse_config(
+        ray_config("sqlite://", objectives=objectives, scheduler={"kind": "asha", "metric": "emd"})
+    )
     scheduler = make_scheduler(config)
-    assert isinstance(scheduler, ASHAScheduler)
-    assert scheduler.metric == "emd_mean_subsample" and scheduler._mode == "min"
+    assert isinstance(scheduler, ParetoASHA)
+    assert scheduler.metric == "emd_mean_subsample"
+    assert scheduler.costs == [("model_kb", "minimize"), ("bops", "minimize")]  # not emd_mean: a metric
+    assert scheduler.milestones == [[1, 3], [3]]  # standard preset at 9 epochs: grace 1, rf 3, 2 brackets
     assert rung_metric(config.scheduler, "waveform") == "emd1d_mean_subsample"
     plain = parse_config(ray_config("sqlite://", scheduler={"kind": "none"}))
     assert isinstance(make_scheduler(plain), FIFOScheduler)
+
+
+def test_metric_promotion_builds_ray_asha_on_the_rung_metric() -> None:
+    config = parse_config(ray_config("sqlite://", scheduler={"kind": "asha", "promotion": "metric"}))
+    scheduler = make_scheduler(config)
+    assert isinstance(scheduler, ASHAScheduler) and not isinstance(scheduler, ParetoASHA)
+    assert scheduler.metric == "val_loss" and scheduler._mode == "min"
 
 
 def test_outcomes_survive_a_tune_result() -> None:
@@ -144,12 +165,33 @@ def test_rung_reporter_reports_all_but_the_last_epoch_and_stops_nan(sqlite_url: 
     driver = Driver(config)
     trial = driver.store.create_trial(driver.sweep.id, {"x": 1}, config_hash="h")
     on_epoch = rung_reporter(driver._job(trial), "val_loss", 500, reports.append)
-    on_epoch(1, {"train_loss": 2.0, "val_loss": 1.5}, None)  # type: ignore[arg-type]
-    on_epoch(3, {"train_loss": 1.0, "val_loss": 0.5}, None)  # type: ignore[arg-type]
-    assert reports == [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.5}]
+    costs = {"bops": 5e4}
+    on_epoch(1, {"train_loss": 2.0, "val_loss": 1.5}, None, costs)  # type: ignore[arg-type]
+    on_epoch(3, {"train_loss": 1.0, "val_loss": 0.5}, None, costs)  # type: ignore[arg-type]
+    assert reports == [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.5, "bops": 5e4}]
     with pytest.raises(DivergedError, match=r"rung metric val_loss is nan at epoch 2"):
-        on_epoch(2, {"train_loss": 1.0, "val_loss": math.nan}, None)  # type: ignore[arg-type]
+        on_epoch(2, {"train_loss": 1.0, "val_loss": math.nan}, None, costs)  # type: ignore[arg-type]
     assert len(reports) == 1  # NaN never reaches ASHA
+
+
+def test_rung_reports_carry_the_pre_training_costs_which_the_store_keeps_out_of_the_metrics(
+    sqlite_url: str,
+) -> None:
+    from spaces import get_preset
+
+    objectives = [{"emd_mean": "minimize"}, {"bops": "minimize"}, {"model_kb": "minimize"}]
+    config = parse_config(ray_config(sqlite_url, objectives=objectives, epochs=2))
+    driver = Driver(config)
+    trial = driver.store.create_trial(driver.sweep.id, get_preset("econt_baseline"), config_hash="h")
+    reports: list[dict[str, float]] = []
+    outcome = run_trial(
+        driver._job(trial), on_epoch=rung_reporter(driver._job(trial), "val_loss", 500, reports.append)
+    )
+    assert isinstance(outcome, Completed)
+    totals = driver.store.costs([trial.id])[trial.id]["totals"]
+    assert [set(r) for r in reports] == [{"epoch", "train_loss", "val_loss", "bops", "model_kb"}]
+    assert reports[0]["bops"] == totals["bops"] and reports[0]["model_kb"] > 0
+    assert {k for row in driver.store.metrics(trial.id) for k in row} == {"epoch", "train_loss", "val_loss"}
 
 
 def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: str) -> None:
@@ -168,7 +210,7 @@ def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: 
     torch.manual_seed(0)
     model = build_model("econt", get_preset("econt_baseline"))
     reports: list[dict[str, float]] = []
-    rung_reporter(job, "emd_mean_subsample", 120, reports.append)(1, {"val_loss": 1.0}, model)
+    rung_reporter(job, "emd_mean_subsample", 120, reports.append)(1, {"val_loss": 1.0}, model, {})
     data = task_data(job.task, job.data_seed)
     cells = from_8x8(predict(model, data.val_x[:120])).clamp_min(0.0).double().numpy()
     expected = float(emd_hex(data.val_raw[:120], cells).as_dict()["emd_mean"])
