@@ -11,10 +11,11 @@ How every outcome reaches Ax (one policy, here):
 =============================  ==================================================================
 Outcome                        Ax trial
 =============================  ==================================================================
-Completed, finite values       ``complete_trial`` with the objective values as plain floats (Ax
-                               infers the noise; trials report no standard errors yet, and one data
-                               format per sweep is kept: mixing floats and (mean, sem) broke Ax's
-                               model fitting).
+Completed, finite values       ``complete_trial`` with the objective values: ``(mean, sem)`` for an
+                               objective whose noise replicates measured (the driver then gives a
+                               standard error with every trial, see ``Completed.sem``), else a plain
+                               float and Ax infers the noise. One format per objective: mixing floats
+                               and (mean, sem) in one metric broke Ax's model fitting.
 Completed, an infinite value   ``ABANDONED``: a GP cannot fit ±inf, and a diverged config should
                                not be proposed again.
 Pruned                         ``ABANDONED``: partial-fidelity values would enter the model as if
@@ -67,7 +68,7 @@ class _Report:
     (``parameters`` to attach)."""
 
     outcome: Outcome
-    raw_data: dict[str, float] | None
+    raw_data: dict[str, float | tuple[float, float]] | None
     index: int | None = None
     parameters: dict[str, Any] | None = None
 
@@ -250,12 +251,17 @@ class AxStrategy(Strategy):
         parameters = self.space.to_ax_parameters(canonical)
         self._queue(_Report(outcome, self._raw_data(outcome, values), parameters=parameters))
 
-    def _raw_data(self, outcome: Outcome, values: list[float] | None) -> dict[str, float] | None:
+    def _raw_data(
+        self, outcome: Outcome, values: list[float] | None
+    ) -> dict[str, float | tuple[float, float]] | None:
         """Ax data for a finite Completed result, None for every outcome Ax gets no data for."""
         if not isinstance(outcome, Completed) or values is None or not all(map(math.isfinite, values)):
             return None
-        names = [objective.name for objective in self.objectives]
-        return dict(zip(names, values, strict=True))
+        sem = outcome.sem or {}
+        return {
+            o.name: (value, sem[o.name]) if o.name in sem else value
+            for o, value in zip(self.objectives, values, strict=True)
+        }
 
     def _queue(self, report: _Report) -> None:
         if self.options["background"]:

@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -244,6 +244,7 @@ class Driver:
         self.sweep = open_sweep(self.store, config)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._rejections = 0
+        self._noise: dict[str, float] = {}  # pooled std of each noisy objective, from replicates
 
     # -- resume -------------------------------------------------------------------------------------
     def _requeue_stale(self) -> None:
@@ -261,15 +262,30 @@ class Driver:
                 )
 
     def _rebuild_strategy(self) -> None:
-        finished = [
-            t for t in self.store.trials(self.sweep.id) if t.state.finished and t.replicate_of is None
-        ]
+        """Tell the strategy every finished search trial. Once replicates have measured the objectives'
+        noise, a completed trial is told as the mean of its evaluations with its standard error."""
+        trials = self.store.trials(self.sweep.id)
+        runs = evaluations(trials)
+        self._noise = pooled_std(runs.values(), self.objectives)
+        finished = [t for t in trials if t.state.finished and t.replicate_of is None]
         for trial in finished:
-            self.strategy.observe(trial.params, outcome_of(trial, self.objectives))
+            outcome = outcome_of(trial, self.objectives)
+            if isinstance(outcome, Completed) and self._noise:
+                outcome = self._with_noise([t.results for t in runs[trial.number]], outcome.fidelity)
+            self.strategy.observe(trial.params, outcome)
         if finished:
             log.info(
                 "resumed sweep %s: strategy rebuilt from %d finished trials", self.sweep.name, len(finished)
             )
+
+    def _with_noise(self, runs: list[dict[str, float]], fidelity: int) -> Completed:
+        """The mean of a trial's evaluations with the standard error of each noisy objective."""
+        values = np.array([[run[n] for n in self.objectives] for run in runs], dtype=float).mean(axis=0)
+        return Completed(
+            dict(zip(self.objectives, values.tolist(), strict=True)),
+            fidelity=fidelity,
+            sem={name: std / np.sqrt(len(runs)) for name, std in self._noise.items()},
+        )
 
     def _queue_warm_start(self) -> None:
         known = {t.config_hash for t in self.store.trials(self.sweep.id) if t.origin == "warm-start"}
@@ -350,6 +366,8 @@ class Driver:
         told = outcome
         if isinstance(outcome, Completed):
             told = Completed({k: outcome.values[k] for k in self.objectives}, fidelity=outcome.fidelity)
+            if self._noise:  # one kind of data per objective: standard errors for every trial once known
+                told = self._with_noise([outcome.values], outcome.fidelity)
         if key is not None:
             self.strategy.tell(key, told)
         elif trial.replicate_of is None:  # replicates measure noise; the strategy learns from the search only
@@ -529,26 +547,42 @@ class ConfirmedPoint:
     std: dict[str, float]
 
 
+def evaluations(trials: list[TrialRecord]) -> dict[int, list[TrialRecord]]:
+    """Each COMPLETED search trial's evaluations by number: the trial itself, then its completed replicates."""
+    runs = {t.number: [t] for t in trials if t.state is TrialState.COMPLETED and t.replicate_of is None}
+    for trial in trials:
+        if trial.state is TrialState.COMPLETED and trial.replicate_of in runs:
+            runs[trial.replicate_of].append(trial)
+    return runs
+
+
+def pooled_std(runs: Iterable[list[TrialRecord]], names: list[str]) -> dict[str, float]:
+    """Pooled sample std of each objective over the trials evaluated more than once; objectives with no
+    measured spread (none replicated, or deterministic like ``bops``) are left out."""
+    squares, dof = np.zeros(len(names)), 0
+    for group in runs:
+        if len(group) > 1:
+            values = np.array([[t.results[n] for n in names] for t in group], dtype=float)
+            squares += ((values - values.mean(axis=0)) ** 2).sum(axis=0)
+            dof += len(group) - 1
+    if dof == 0:
+        return {}
+    std = np.sqrt(squares / dof)
+    return {name: float(s) for name, s in zip(names, std, strict=True) if np.isfinite(s) and s > 0}
+
+
 def confirmed_front(store: Store, sweep: SweepRecord) -> tuple[list[ConfirmedPoint], float | None]:
     """The front rebuilt from the means of trials that have completed replicates, and its hypervolume."""
     names = [o["name"] for o in sweep.objectives]
     directions = [o["direction"] for o in sweep.objectives]
-    completed = store.trials(sweep.id, [TrialState.COMPLETED])
-    groups: dict[int, list[TrialRecord]] = {}
-    for trial in completed:
-        if trial.replicate_of is not None:
-            groups.setdefault(trial.replicate_of, []).append(trial)
-    originals = {t.number: t for t in completed if t.replicate_of is None}
     points = []
-    for number, replicates in sorted(groups.items()):
-        if number not in originals:
+    for group in evaluations(store.trials(sweep.id, [TrialState.COMPLETED])).values():
+        if len(group) < 2:
             continue
-        runs = np.array(
-            [[t.results[n] for n in names] for t in [originals[number], *replicates]], dtype=float
-        )
+        runs = np.array([[t.results[n] for n in names] for t in group], dtype=float)
         points.append(
             ConfirmedPoint(
-                originals[number],
+                group[0],
                 len(runs),
                 dict(zip(names, runs.mean(axis=0).tolist(), strict=True)),
                 dict(zip(names, runs.std(axis=0, ddof=1).tolist(), strict=True)),

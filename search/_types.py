@@ -26,10 +26,15 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Completed:
-    """Full-fidelity result: every objective has a finite or infinite (never NaN) value."""
+    """Full-fidelity result: every objective has a finite or infinite (never NaN) value.
+
+    ``sem`` holds the standard error of objectives whose noise was measured by replicates (``confirm``);
+    the values are then means over the trial's evaluations.
+    """
 
     values: dict[str, float]
     fidelity: int = 0
+    sem: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -168,6 +169,39 @@ def test_observe_rebuilds_the_same_trials_and_data() -> None:
     for proposal in rebuilt.ask(2):
         assert SMALL.canonicalize(proposal.config) == proposal.config
     rebuilt.close()
+
+
+def _noisy_history(count: int) -> list[tuple[dict[str, Any], Completed]]:
+    """Completed toy trials told as means with a standard error of the loss (the size is exact)."""
+    rng = np.random.default_rng(0)
+    configs = [SMALL.sample(rng) for _ in range(3 * count)]
+    feasible = [c for c in configs if not isinstance(SMALL.validate(c), Infeasible)][:count]
+    return [(c, Completed(toy(c), sem={"loss": 0.1 * (i + 1)})) for i, c in enumerate(feasible)]
+
+
+def test_standard_errors_reach_ax_for_the_objectives_that_have_them() -> None:
+    strategy = ax(SOBOL_ONLY)
+    history = _noisy_history(4)
+    for config, outcome in history:
+        strategy.observe(config, outcome)
+    with strategy.client() as client:
+        data = client._experiment.lookup_data().df  # Ax's stored data: no public accessor in Ax 1.3
+    loss = data[data["metric_name"] == "loss"].sort_values("trial_index")
+    size = data[data["metric_name"] == "size"].sort_values("trial_index")
+    assert loss["mean"].tolist() == pytest.approx([o.values["loss"] for _, o in history])
+    assert loss["sem"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert size["sem"].isna().all()  # no replicate noise: a plain value, Ax infers its noise
+
+
+@pytest.mark.slow
+def test_ax_fits_its_model_on_trials_with_standard_errors() -> None:
+    strategy = ax({"n_sobol": 3, "background": False})
+    for config, outcome in _noisy_history(8):
+        strategy.observe(config, outcome)
+    (proposal,) = strategy.ask(1)
+    assert SMALL.canonicalize(proposal.config) == proposal.config
+    with strategy.client() as client:
+        assert client.summarize()["generation_node"].iloc[-1] == "MBM"
 
 
 @pytest.mark.slow

@@ -194,6 +194,46 @@ def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: 
         assert point.std["emd_mean"] == pytest.approx(float(np.std(emd, ddof=1)))
 
 
+def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search._driver import Driver, confirm_sweep, evaluations, pooled_std
+
+    config = parse_config(small_config(sqlite_url, trials=3))
+    run_sweep(config)
+    confirm_sweep(config, 2)
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trials = store.trials(sweep.id)
+    runs = evaluations(trials)
+    replicated = [[t.results["emd_mean"] for t in group] for group in runs.values() if len(group) > 1]
+    assert replicated
+    squares = sum(((np.array(emd) - np.mean(emd)) ** 2).sum() for emd in replicated)
+    expected_std = math.sqrt(squares / sum(len(emd) - 1 for emd in replicated))
+    noise = pooled_std(runs.values(), ["emd_mean", "bops"])
+    assert noise["emd_mean"] == pytest.approx(expected_std)
+    assert "bops" not in noise  # the same architecture costs the same whatever the seed
+
+    driver = Driver(parse_config(small_config(sqlite_url, trials=4)))
+    observed: list[Any] = []
+    told: list[Any] = []
+    tell = driver.strategy.tell
+    monkeypatch.setattr(driver.strategy, "observe", lambda config, outcome: observed.append(outcome))
+    monkeypatch.setattr(
+        driver.strategy, "tell", lambda key, outcome: (told.append(outcome), tell(key, outcome))
+    )
+    driver.run()
+    search_trials = [t for t in trials if t.replicate_of is None]
+    assert len(observed) == len(search_trials) == 3
+    for trial, outcome in zip(search_trials, observed, strict=True):
+        group = runs[trial.number]
+        assert outcome.values["emd_mean"] == pytest.approx(np.mean([t.results["emd_mean"] for t in group]))
+        assert outcome.sem == pytest.approx({"emd_mean": expected_std / math.sqrt(len(group))})
+    # The new trial's single evaluation carries the pooled noise too: one kind of data per objective.
+    (new,) = told
+    assert new.sem == pytest.approx({"emd_mean": expected_std})
+
+
 def test_confirm_needs_at_least_one_seed(sqlite_url: str) -> None:
     from search._driver import confirm_sweep
 
