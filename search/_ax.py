@@ -4,7 +4,9 @@ The space goes to Ax as its tree of dependent parameters (``space.to_ax()``, lay
 Ax starts with ``n_sobol`` quasi-random trials (the space's centre first), then fits a GP per objective and
 proposes by expected hypervolume improvement. ``thresholds`` (``{metric: value}``, normally the sweep's
 reference point) become Ax's objective thresholds: "metric <= value" for minimised objectives, ">=" for
-maximised ones.
+maximised ones. If none of the first ``n_sobol`` results meets every threshold, the thresholds are dropped
+with a warning (Ax then infers its own from the data): thresholds nothing meets leave Ax no hypervolume to
+improve, so every later proposal would be blind.
 
 How every outcome reaches Ax (one policy, here):
 
@@ -100,6 +102,7 @@ class AxStrategy(Strategy):
         set_stderr_log_level(logging.WARNING)
         objective = ", ".join(("-" if o.direction == "minimize" else "") + o.name for o in self.objectives)
         self._client = Client(random_seed=seed)
+        self._objective = objective
         try:
             self._client.configure_experiment(parameters=parameters, name=space.name)
             self._client.configure_optimization(objective=objective, outcome_constraints=constraints)
@@ -126,6 +129,11 @@ class AxStrategy(Strategy):
         self._ax_longest_call = 0.0
         self._generated = 0
         self._ask_wait_seconds = 0.0
+        self._results: list[
+            dict[str, float]
+        ] = []  # objective values given to Ax, until thresholds are checked
+        self._thresholds_checked = not constraints
+        self._thresholds_dropped = False
 
     def _threshold_constraints(self) -> list[str]:
         thresholds = self.options["thresholds"]
@@ -284,10 +292,49 @@ class AxStrategy(Strategy):
             outcome = report.outcome
             if report.raw_data is not None:
                 self._client.complete_trial(index, raw_data=report.raw_data)
+                if not self._thresholds_checked:
+                    self._results.append(
+                        {k: v[0] if isinstance(v, tuple) else v for k, v in report.raw_data.items()}
+                    )
             elif isinstance(outcome, Failed):
                 self._client.mark_trial_failed(index, failed_reason=outcome.reason)
             elif isinstance(outcome, Completed | Pruned | Rejected):
                 self._client.mark_trial_abandoned(index)
+        self._check_thresholds()
+
+    def _check_thresholds(self) -> None:
+        """Drop the thresholds if none of the first ``n_sobol`` results meets them (holding the client lock)."""
+        if self._thresholds_checked or len(self._results) < self.options["n_sobol"]:
+            return
+        self._thresholds_checked = True
+        thresholds = self.options["thresholds"]
+        bounded = [o for o in self.objectives if o.name in thresholds]
+
+        def meets(result: dict[str, float]) -> bool:
+            return all(
+                result[o.name] <= thresholds[o.name]
+                if o.direction == "minimize"
+                else result[o.name] >= thresholds[o.name]
+                for o in bounded
+            )
+
+        if any(meets(result) for result in self._results):
+            return
+        best = {
+            o.name: (min if o.direction == "minimize" else max)(r[o.name] for r in self._results)
+            for o in bounded
+        }
+        log.warning(
+            "strategy 'ax': none of the first %d results meets the objective thresholds %s (best values %s); "
+            "Ax goes on without thresholds, inferring its own. Loosen the sweep's reference_point (or the "
+            "thresholds option) to focus the search.",
+            len(self._results),
+            thresholds,
+            best,
+        )
+        self._client.configure_optimization(objective=self._objective)
+        self._thresholds_dropped = True
+        self._results = []
 
     # -- inspection and shutdown --------------------------------------------------------------------
     @contextmanager
@@ -316,5 +363,6 @@ class AxStrategy(Strategy):
                 "ax_seconds": round(self._ax_seconds, 3),
                 "ax_longest_call_seconds": round(self._ax_longest_call, 3),
                 "ask_wait_seconds": round(self._ask_wait_seconds, 3),
+                "thresholds_dropped": self._thresholds_dropped,
                 "ready": len(self._ready),
             }

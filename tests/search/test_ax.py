@@ -171,6 +171,29 @@ def test_observe_rebuilds_the_same_trials_and_data() -> None:
     rebuilt.close()
 
 
+@pytest.mark.parametrize(
+    ("thresholds", "dropped"),
+    [({"loss": -100.0, "size": 1e6}, True), ({"loss": 100.0, "size": 0.0}, False)],
+    ids=["nothing-meets-them", "met"],
+)
+def test_thresholds_no_result_meets_are_dropped_with_a_warning(
+    thresholds: dict[str, float], dropped: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    strategy = ax({"n_sobol": 3, "background": False, "thresholds": thresholds})
+    with strategy.client() as client:
+        assert len(client._experiment.optimization_config.objective_thresholds) == 2
+    for config, outcome in _noisy_history(3):
+        strategy.observe(config, Completed(outcome.values))
+    with caplog.at_level("WARNING", logger="search._ax"), strategy.client() as client:
+        kept = client._experiment.optimization_config.objective_thresholds
+    assert strategy.state_dict()["thresholds_dropped"] is dropped
+    assert len(kept) == (0 if dropped else 2)
+    warned = [r.getMessage() for r in caplog.records if "none of the first 3 results" in r.getMessage()]
+    assert len(warned) == dropped
+    if dropped:
+        assert "'loss': -100.0" in warned[0] and "Loosen the sweep's reference_point" in warned[0]
+
+
 def _noisy_history(count: int) -> list[tuple[dict[str, Any], Completed]]:
     """Completed toy trials told as means with a standard error of the loss (the size is exact)."""
     rng = np.random.default_rng(0)
