@@ -192,7 +192,7 @@ def load_sweep(store: Store, name: str) -> tuple[SweepRecord, SweepConfig]:
     return sweep, parse_config(yaml.safe_load(sweep.config_yaml), source=f"stored config of sweep {name!r}")
 
 
-class _Heartbeat(threading.Thread):
+class Heartbeat(threading.Thread):
     """Stamps the heartbeat of this driver's running trials, so other drivers can tell it is alive."""
 
     def __init__(self, store: Store, running: Callable[[], list[int]], interval_s: float) -> None:
@@ -411,7 +411,7 @@ class Driver:
         self._queue_warm_start()
         self.store.set_sweep_status(self.sweep.id, "RUNNING")
         pending: dict[cf.Future[Outcome], tuple[TrialRecord, str | None]] = {}
-        heartbeat = _Heartbeat(
+        heartbeat = Heartbeat(
             self.store, lambda: [t.id for t in self._own_running()], self.config.heartbeat_s
         )
         started = time.monotonic()

@@ -52,10 +52,10 @@ from search._config import (
     SweepConfig,
     TaskConfig,
 )
-from search._driver import Driver, ProgressCallback, SweepError, SweepSummary, _Heartbeat
+from search._driver import Driver, Heartbeat, ProgressCallback, SweepError, SweepSummary
 from search._schema import TrialState
 from search._store import StoreError, TrialRecord
-from search._trial import TrialJob, _store, cost_objectives, run_trial, task_data
+from search._trial import TrialJob, cost_objectives, run_trial, task_data, worker_store
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ def ray_trainable(config: dict[str, Any]) -> None:
     job = job_from_json(config["job"])
     host = socket.gethostname()
     node = ray.get_runtime_context().get_node_id()
-    _store(job.store_url).record_worker(
+    worker_store(job.store_url).record_worker(
         job.trial_id, worker=f"{host}:{os.getpid()} ray-node {node[:16]}", host=host
     )
     on_epoch = rung_reporter(job, config["rung_metric"], config["emd_rows"], tune.report)
@@ -431,7 +431,7 @@ class TuneBridge:
                 verbose=0,
             ),
         )
-        heartbeat = _Heartbeat(
+        heartbeat = Heartbeat(
             self.store, lambda: [t.id for t in list(self.inflight.values())], self.config.heartbeat_s
         )
         heartbeat.start()

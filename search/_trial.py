@@ -56,7 +56,8 @@ def die_with_parent() -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _store(url: str) -> Store:
+def worker_store(url: str) -> Store:
+    """The store a worker process writes to: one engine per URL for all the trials it runs."""
     return Store(url)
 
 
@@ -134,7 +135,7 @@ def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
     from objectives import DivergedError, TrainSettings, get_task, train
     from spaces import build_model
 
-    store = _store(job.store_url)
+    store = worker_store(job.store_url)
     task = get_task(job.task.name, loss=job.task.loss)
     settings = hw_settings(job.hardware)
     try:

@@ -194,6 +194,23 @@ def test_thresholds_no_result_meets_are_dropped_with_a_warning(
         assert "'loss': -100.0" in warned[0] and "Loosen the sweep's reference_point" in warned[0]
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_an_ax_failure_while_proposing_is_a_strategy_error_with_axs_message(
+    background: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strategy = ax({"n_sobol": 50, "background": background})
+
+    def fail(**_: Any) -> dict[int, Any]:
+        raise RuntimeError("model fitting diverged")  # stands in for any error raised inside Ax
+
+    monkeypatch.setattr(strategy._client, "get_next_trials", fail)
+    with pytest.raises(
+        StrategyError, match="Ax failed to propose trials: RuntimeError: model fitting diverged"
+    ):
+        strategy.ask(1)
+    strategy.close()
+
+
 def _noisy_history(count: int) -> list[tuple[dict[str, Any], Completed]]:
     """Completed toy trials told as means with a standard error of the loss (the size is exact)."""
     rng = np.random.default_rng(0)

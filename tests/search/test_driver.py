@@ -234,6 +234,38 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     assert new.sem == pytest.approx({"emd_mean": expected_std})
 
 
+def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search._driver import Driver
+    from search._strategies import StrategyError
+
+    config = parse_config(small_config(sqlite_url, trials=3))
+    driver = Driver(config)
+    ask = driver.strategy.ask
+    asked: list[int] = []
+
+    def fail_on_the_second_ask(n: int) -> Any:
+        asked.append(n)
+        if len(asked) == 2:
+            raise StrategyError("Ax failed to propose trials: RuntimeError: boom")
+        return ask(n)
+
+    monkeypatch.setattr(driver.strategy, "ask", fail_on_the_second_ask)
+    with pytest.raises(StrategyError, match="boom"):
+        driver.run()
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    assert sweep.status == "STOPPED"
+    before = store.trials(sweep.id)
+    assert [t.state for t in before] == [TrialState.COMPLETED]  # the first trial finished and was kept
+
+    summary = run_sweep(config)  # resume
+    after = store.trials(sweep.id)
+    assert summary.counts == {"COMPLETED": 3}
+    assert [t.number for t in after] == [0, 1, 2] and after[0].results == before[0].results
+
+
 def test_confirm_needs_at_least_one_seed(sqlite_url: str) -> None:
     from search._driver import confirm_sweep
 
