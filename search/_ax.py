@@ -39,6 +39,12 @@ next call) and never waits for Ax. ``ask`` blocks only while no proposal is read
 may have been made before the last few results arrived, and proposals depend on the timing of results, so
 a background sweep is not reproducible bit for bit. ``background=False`` proposes in ``ask`` itself and is
 deterministic for a seed.
+
+When trials are shorter than Ax's proposal time (seconds per Bayesian call here), workers would still wait.
+``fill_random=True`` trades proposal quality for no waiting: once the ``n_sobol`` quasi-random trials have
+been proposed, a worker that finds no Ax proposal ready gets a random draw of the space at once (keys
+``random-<n>``); its outcome reaches Ax as an attached trial, exactly like a trial observed on resume, so
+the model learns from it. Ax does not see it as pending while it runs.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from search._strategies import Strategy, StrategyError, _Option
 from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
@@ -84,12 +92,18 @@ class AxStrategy(Strategy):
         "batch_size": _Option(2, int, minimum=1),
         "thresholds": _Option(None, dict, optional=True),
         "background": _Option(True, bool),
+        "fill_random": _Option(False, bool),
     }
 
     def __init__(
         self, space: Space, objectives: Sequence[Objective], *, seed: int, options: Mapping[str, Any]
     ) -> None:
         super().__init__(space, objectives, seed=seed, options=options)
+        if self.options["fill_random"] and not self.options["background"]:
+            raise StrategyError(
+                "option 'fill_random' of strategy 'ax' needs background=True: without the background thread "
+                "every proposal is made in ask, so there is never a wait to fill"
+            )
         constraints = self._threshold_constraints()
         try:
             parameters = space.to_ax()
@@ -120,6 +134,9 @@ class AxStrategy(Strategy):
         self._ready: deque[Proposal] = deque()
         self._reports: list[_Report] = []
         self._indices: dict[str, int] = {}
+        self._random_fills: dict[str, dict[str, Any]] = {}  # key -> config of a running random draw
+        self._random_count = 0
+        self._observed = 0  # trials replayed from the store: a resumed sweep's draws continue after them
         self._failure: Exception | None = None
         self._exhausted = False
         self._closed = False
@@ -181,12 +198,37 @@ class AxStrategy(Strategy):
                 self._thread.start()
                 # A daemon thread killed inside torch at interpreter exit aborts the process: stop it first.
                 atexit.register(self.close)
+            if self._should_fill():
+                return self._fill(n)
             started = time.perf_counter()
             self._state.wait_for(lambda: self._ready or self._exhausted or self._failure is not None)
             self._ask_wait_seconds += time.perf_counter() - started
             self._raise_failure()
             proposals = [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
             self._state.notify_all()  # fewer proposals ready: the thread may start the next Ax call
+        return proposals
+
+    def _should_fill(self) -> bool:
+        """Whether ``ask`` hands out random draws now (holding ``_state``): past the quick Sobol phase (trials
+        replayed on resume count), with no Ax proposal ready and Ax still able to propose."""
+        return (
+            self.options["fill_random"]
+            and not self._ready
+            and self._generated + self._observed >= self.options["n_sobol"]
+            and not self._exhausted
+            and self._failure is None
+        )
+
+    def _fill(self, n: int) -> list[Proposal]:
+        """``n`` random draws of the space (holding ``_state``), seeded by ``(seed, draw number)``."""
+        proposals = []
+        for _ in range(n):
+            rng = np.random.default_rng([self.seed, self._observed + self._random_count])
+            config = self.space.canonicalize(self.space.sample(rng))
+            key = f"random-{self._random_count}"
+            self._random_fills[key] = config
+            self._random_count += 1
+            proposals.append(Proposal(key=key, config=config))
         return proposals
 
     def _work(self) -> None:
@@ -250,12 +292,19 @@ class AxStrategy(Strategy):
     def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
         with self._state:
             self._raise_failure()
-            index = self._indices[key]
-        self._queue(_Report(outcome, self._raw_data(outcome, values), index=index))
-        with self._state:
-            del self._indices[key]
+            random_draw = self._random_fills.pop(key, None)
+            index = None if random_draw is not None else self._indices.pop(key)
+        if random_draw is not None:  # Ax never proposed it: attach it with its outcome
+            self._attach(random_draw, outcome, values)
+        else:
+            self._queue(_Report(outcome, self._raw_data(outcome, values), index=index))
 
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
+        with self._state:
+            self._observed += 1
+        self._attach(canonical, outcome, values)
+
+    def _attach(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         parameters = self.space.to_ax_parameters(canonical)
         self._queue(_Report(outcome, self._raw_data(outcome, values), parameters=parameters))
 
@@ -363,6 +412,7 @@ class AxStrategy(Strategy):
                 "ax_seconds": round(self._ax_seconds, 3),
                 "ax_longest_call_seconds": round(self._ax_longest_call, 3),
                 "ask_wait_seconds": round(self._ask_wait_seconds, 3),
+                "random_fills": self._random_count,
                 "thresholds_dropped": self._thresholds_dropped,
                 "ready": len(self._ready),
             }

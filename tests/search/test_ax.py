@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -285,6 +286,59 @@ def test_background_serves_ready_proposals_while_ax_thinks() -> None:
         strategy.ask(1)
 
 
+def test_fill_random_hands_out_random_draws_while_ax_thinks_and_tells_ax_their_outcomes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    strategy = ax({"n_sobol": 2, "batch_size": 2, "fill_random": True})
+    real_get_next_trials = strategy._client.get_next_trials
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_after_sobol(**kwargs: Any) -> dict[int, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            return real_get_next_trials(**kwargs)  # the quick Sobol batch
+        release.wait(60)  # stands in for a Bayesian call that outlasts the trials
+        return {}
+
+    monkeypatch.setattr(strategy._client, "get_next_trials", slow_after_sobol)
+    proposals = []
+    while len(proposals) < 2:
+        proposals += strategy.ask(2 - len(proposals))
+    assert [p.key for p in proposals] == ["0", "1"]  # Sobol: the initialisation is always Ax's own
+    started = time.perf_counter()
+    fills = strategy.ask(2)
+    assert time.perf_counter() - started < 1.0  # no waiting for the blocked Ax call
+    assert [p.key for p in fills] == ["random-0", "random-1"]
+    assert all(SMALL.canonicalize(p.config) == p.config for p in fills)
+    told = {}
+    for proposal in proposals + fills:
+        told[proposal.key] = evaluate(proposal.config)
+        strategy.tell(proposal.key, told[proposal.key])
+    release.set()
+    with strategy.client() as client:
+        frame = client.summarize()
+    completed = frame[frame["trial_status"] == "COMPLETED"]
+    expected = sorted(o.values["loss"] for o in told.values() if isinstance(o, Completed))
+    assert sorted(completed["loss"]) == pytest.approx(expected)  # the random draws' results reached Ax too
+    assert strategy.state_dict()["random_fills"] == 2
+    strategy.close()
+
+
+def test_random_draws_of_a_resumed_sweep_continue_after_the_replayed_trials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resumed = ax({"n_sobol": 2, "fill_random": True})
+    for config, outcome in _history(ax(SOBOL_ONLY), 3):
+        resumed.observe(config, outcome)
+    monkeypatch.setattr(resumed._client, "get_next_trials", lambda **_: {})  # keep Ax's GP fit out of it
+    (proposal,) = resumed.ask(1)  # the replayed trials count towards n_sobol: no Ax proposal ready, fill
+    assert proposal.key == "random-0"
+    rng = np.random.default_rng([0, 3])  # seed 0, draw number 3: the three replayed trials come first
+    assert proposal.config == SMALL.canonicalize(SMALL.sample(rng))
+    resumed.close()
+
+
 @pytest.mark.parametrize(
     ("objectives", "options", "message"),
     [
@@ -292,7 +346,12 @@ def test_background_serves_ready_proposals_while_ax_thinks() -> None:
             TWO,
             {"n_init": 3},
             "unknown option(s) ['n_init'] for strategy 'ax'; allowed: n_sobol, batch_size, thresholds, "
-            "background",
+            "background, fill_random",
+        ),
+        (
+            TWO,
+            {"fill_random": True, "background": False},
+            "option 'fill_random' of strategy 'ax' needs background=True",
         ),
         (TWO, {"n_sobol": 0}, "option 'n_sobol' of strategy 'ax' must be >= 1, got 0"),
         (TWO, {"batch_size": 2.0}, "option 'batch_size' of strategy 'ax' must be int, got 2.0"),
