@@ -1,8 +1,12 @@
 """Ax proposal time per trial, and how long workers sat idle waiting for a proposal, in a real sweep.
 
 Run: .venv/bin/python benchmarks/ax_overhead.py > benchmarks/ax_overhead.txt
-A short real sweep (the driver, 2 worker processes, the demo's ECON-T problem of examples/quick.yaml with
-fewer epochs and trials, no warm start) per Ax setting. Two measures of idle time:
+Real sweeps (the driver, 2 worker processes, the demo's ECON-T problem of examples/quick.yaml with TRIALS
+trials, no warm start) at three trial lengths (EPOCHS_PER_TRIAL): short trials of a few seconds, where Ax's
+proposal time is of the order of a trial, up to the ~100 epochs of a real ECON-T search (on 20k rows). Each
+length runs with random search (the baseline without proposal cost), with Ax in its default background mode,
+and with Ax and ``fill_random`` (a worker that finds no proposal ready gets a random draw). Two measures of
+idle time:
 - ``ask wait``: the time the driver blocked in ``strategy.ask`` because no proposal was ready (the Ax
   strategy's own counter). While it blocks at most every worker is idle, so ``ask wait / wall`` bounds the
   share of worker time lost to waiting for Ax from above.
@@ -10,6 +14,8 @@ fewer epochs and trials, no warm start) per Ax setting. Two measures of idle tim
   between the end of one trial and the start of the next (includes the driver's own overhead; a trial that
   finished while the driver was blocked is stamped late, which is why ``ask wait`` is the primary measure).
 Wall time runs from the first trial's start to the last trial's end. Target: idle share < 5 %.
+Ax's background thread shares the 2 cores with the workers, so its cost also shows as longer trials: the
+``trial s`` of Ax against random search at the same length.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -30,30 +35,25 @@ from search import TrialRecord, parse_config
 from search._driver import Driver
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
-TRIALS = 10
-EPOCHS = 3
+TRIALS = 12
+EPOCHS_PER_TRIAL = (3, 30, 100)
 WORKERS = 2
-# One setting: the machine is shared and each Bayesian-optimisation call takes 10-70 s of it here.
-SETTINGS: list[tuple[str, dict[str, Any]]] = [("background, batch_size 2 (default)", {"background": True})]
 N_SOBOL = 4
 
 
-def sweep_config(name: str, options: Mapping[str, Any], workdir: Path) -> Any:
+def sweep_config(name: str, strategy: str, epochs: int, workdir: Path) -> Any:
     raw = yaml.safe_load(EXAMPLE.read_text())
+    options: dict[str, Any] = {}
+    if strategy.startswith("ax"):  # the defaults: background proposals, batch_size 2
+        # PyYAML reads 5.0e6 as a string; pydantic would convert it, strategy options pass verbatim.
+        options = {"n_sobol": N_SOBOL, "thresholds": {k: float(v) for k, v in raw["reference_point"].items()}}
+        options["fill_random"] = strategy == "ax-fill"
     raw.update(
         name=name,
-        strategy={
-            "name": "ax",
-            "options": {
-                "n_sobol": N_SOBOL,
-                # PyYAML reads 5.0e6 as a string; pydantic would convert it, strategy options pass verbatim.
-                "thresholds": {k: float(v) for k, v in raw["reference_point"].items()},
-                **options,
-            },
-        },
+        strategy={"name": strategy.removesuffix("-fill"), "options": options},
         warm_start=[],
         trials=TRIALS,
-        epochs=EPOCHS,
+        epochs=epochs,
         executor={"kind": "local", "workers": WORKERS},
         store=f"sqlite:///{workdir / 'ax_overhead.db'}",
     )
@@ -80,45 +80,53 @@ def slot_gaps(trials: list[TrialRecord]) -> tuple[float, float]:
 def main() -> None:
     print(f"# Ax overhead in a real sweep ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with other jobs while "
-        f"this ran), Python {sys.version.split()[0]}, ax-platform {version('ax-platform')}, "
-        f"torch {version('torch')}"
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average before the run "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, Python {sys.version.split()[0]}, ax-platform "
+        f"{version('ax-platform')}, torch {version('torch')}"
     )
     print(
-        f"# sweep: examples/quick.yaml (ECON-T, synthetic 20k rows, cwmse) with {TRIALS} trials x {EPOCHS} "
-        f"epochs, {WORKERS} worker processes, ax n_sobol={N_SOBOL}, thresholds = the reference point"
+        f"# sweep: examples/quick.yaml (ECON-T, synthetic 20k rows, cwmse) with {TRIALS} trials, {WORKERS} "
+        f"worker processes; ax: default options (background, batch_size 2), n_sobol={N_SOBOL}, thresholds = "
+        "the reference point"
     )
     print()
     header = (
-        f"{'setting':<42} {'wall s':>7} {'trial s':>8} {'Ax calls':>8} {'Ax s/prop':>9} {'Ax s/call':>9} "
-        f"{'longest':>8} {'ask wait':>9} {'slot gaps':>9}"
+        f"{'epochs':>6} {'strategy':<8} {'wall s':>7} {'trial s':>8} {'Ax calls':>8} {'Ax s/prop':>9} "
+        f"{'Ax s/call':>9} {'longest':>8} {'ask wait':>9} {'slot gaps':>9} {'random':>6}"
     )
     print(header)
     print("-" * len(header))
-    for label, options in SETTINGS:
-        with tempfile.TemporaryDirectory() as tmp:
-            driver = Driver(sweep_config("ax-overhead", options, Path(tmp)))
-            driver.run()
-            strategy = driver.strategy
-            state = strategy.state_dict()
-            strategy.close()  # type: ignore[attr-defined]
-            trials = driver.store.trials(driver.sweep.id)
-        idle, wall = slot_gaps(trials)
-        busy = [
-            (t.finished_at - t.started_at).total_seconds() for t in trials if t.started_at and t.finished_at
-        ]
-        bo_calls = max(1, state["ax_calls"])
-        print(
-            f"{label:<42} {wall:7.1f} {sum(busy) / len(busy):8.1f} {state['ax_calls']:8d} "
-            f"{state['ax_seconds'] / max(1, state['ax_proposals']):9.2f} {state['ax_seconds'] / bo_calls:9.2f} "
-            f"{state['ax_longest_call_seconds']:8.1f} {100 * state['ask_wait_seconds'] / wall:8.1f}% "
-            f"{100 * idle / (WORKERS * wall):8.1f}%",
-            flush=True,
-        )
+    for epochs in EPOCHS_PER_TRIAL:
+        for strategy in ("random", "ax", "ax-fill"):
+            with tempfile.TemporaryDirectory() as tmp:
+                driver = Driver(sweep_config(f"{strategy}-{epochs}", strategy, epochs, Path(tmp)))
+                driver.run()
+                state = driver.strategy.state_dict()
+                driver.strategy.close()
+                trials = driver.store.trials(driver.sweep.id)
+            idle, wall = slot_gaps(trials)
+            busy = [
+                (t.finished_at - t.started_at).total_seconds()
+                for t in trials
+                if t.started_at and t.finished_at
+            ]
+            row = f"{epochs:>6} {strategy:<8} {wall:7.1f} {sum(busy) / len(busy):8.1f} "
+            if strategy.startswith("ax"):
+                calls = max(1, state["ax_calls"])
+                row += (
+                    f"{state['ax_calls']:8d} {state['ax_seconds'] / max(1, state['ax_proposals']):9.2f} "
+                    f"{state['ax_seconds'] / calls:9.2f} {state['ax_longest_call_seconds']:8.1f} "
+                    f"{100 * state['ask_wait_seconds'] / wall:8.1f}% "
+                )
+            else:
+                row += f"{'-':>8} {'-':>9} {'-':>9} {'-':>8} {'-':>9} "
+            fills = state.get("random_fills", 0)
+            print(row + f"{100 * idle / (WORKERS * wall):8.1f}% {fills:6d}", flush=True)
     print()
     print("# trial s: mean trial duration (start to end in the store); Ax s/prop: Ax time per proposal;")
     print("# ask wait: driver blocked waiting for a proposal / wall (upper bound of idle worker share);")
-    print("# slot gaps: idle slot time between trials / (workers x wall), from the store's timestamps.")
+    print("# slot gaps: idle slot time between trials / (workers x wall), from the store's timestamps;")
+    print("# random: trials that were random draws handed out while no Ax proposal was ready (ax-fill).")
 
 
 if __name__ == "__main__":

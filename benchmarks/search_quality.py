@@ -1,13 +1,13 @@
 """Search quality: hypervolume against trials and wall time for every model-based strategy and random search.
 
 Run: .venv/bin/python benchmarks/search_quality.py > benchmarks/search_quality.txt
-(writes benchmarks/search_quality.png; about 25-30 minutes on 2 shared cores, most of it Ax).
+(writes benchmarks/search_quality.png; about 30-40 minutes on 2 quiet cores, most of it Ax).
 
 The problem (fixed, the demo's examples/quick.yaml made smaller): ECON-T autoencoder, synthetic data (ROWS
 rows, VAL_ROWS scored), charge-weighted MSE loss, EPOCHS epochs, the demo's space (batch size 128, lr in
 [1e-3, 1e-2] log), objectives emd_mean and bops (both minimised), budget bops <= 5e6, reference point emd_mean
 8.0 / bops 5e6 (3 epochs leave most models above emd 3), TRIALS trained trials per sweep, 2 worker processes,
-no warm start. Each sweep runs through the real driver (``search.run_sweep``) on a SQLite store in a temporary
+no warm start, then ``confirm`` with CONFIRM_SEEDS extra seeds for every trial on the front. Each sweep runs through the real driver (``search.run_sweep``) on a SQLite store in a temporary
 directory, in its own process (so an Ax background thread never outlives its sweep). A sweep config has one
 seed: it seeds the strategy and draws the synthetic data and split, so each seed is an independent draw of the
 same problem, identical for every strategy. The reference model (preset econt_baseline with lr 0.003, batch
@@ -17,7 +17,9 @@ config).
 Hypervolume: normalised by the reference point (each objective divided by its reference value), so 1.0 is
 the whole box; ``search.hypervolume_history`` over the completed trials in the order they finished. The x
 axis counts trained trials (completed, failed or pruned: what the budget counts), in finishing order;
-wall time runs from the sweep's creation.
+wall time runs from the sweep's creation to the last search trial (confirm replicates excluded). The
+confirmed hypervolume is that of the front of means (each front trial with its replicates,
+``search._driver.confirmed_front``): what the search found once single lucky runs are averaged out.
 """
 
 from __future__ import annotations
@@ -36,18 +38,18 @@ from typing import Any
 
 import numpy as np
 
-ROWS, VAL_ROWS, EPOCHS, TRIALS, WORKERS = 10_000, 2_000, 3, 12, 2
+ROWS, VAL_ROWS, EPOCHS, TRIALS, WORKERS, CONFIRM_SEEDS = 10_000, 2_000, 5, 20, 2, 2
 SEEDS = (0, 1, 2)
-# emd_mean 8 (not the demo's 3): after 3 epochs most models are still above 3 (3.3-6.2 in a 20k-row probe).
+# emd_mean 8 (not the demo's 3): after a few epochs most models are still above 3 (3.3-6.2 in a 20k-row probe).
 REFERENCE = {"emd_mean": 8.0, "bops": 5.0e6}
 OBJECTIVES = ("emd_mean", "bops")
-# Start-up phases scaled to the 12-trial budget: 6 space-filling trials, then the model.
+# Start-up phases scaled to the 20-trial budget: 8 space-filling trials, then the model.
 STRATEGIES: dict[str, dict[str, Any]] = {
     "random": {},
-    "optuna-tpe": {"n_startup_trials": 6},
-    "optuna-nsga2": {"population_size": 6},
-    "optuna-gp": {"n_startup_trials": 6},
-    "ax": {"n_sobol": 6, "thresholds": REFERENCE},
+    "optuna-tpe": {"n_startup_trials": 8},
+    "optuna-nsga2": {"population_size": 8},
+    "optuna-gp": {"n_startup_trials": 8},
+    "ax": {"n_sobol": 8, "thresholds": REFERENCE},
 }
 REFERENCE_MODEL = {"preset": "econt_baseline", "lr": 0.003, "batch_size": 128}
 HERE = Path(__file__).resolve().parent
@@ -71,6 +73,7 @@ def sweep_config(strategy: str, seed: int, store: str, *, reference_model: bool 
         "executor": {"kind": "local", "workers": WORKERS},
         "store": store,
         "seed": seed,
+        "confirm_seeds": CONFIRM_SEEDS,
     }
 
 
@@ -84,6 +87,7 @@ def run_one(strategy: str, seed: int, store: str, reference_model: bool) -> None
 def measure(strategy: str, seed: int, workdir: Path, *, reference_model: bool = False) -> dict[str, Any]:
     """Run one sweep in a fresh process and read its trials back from the store."""
     from search import Store, TrialState, hypervolume_history
+    from search._driver import confirmed_front
 
     store_url = f"sqlite:///{workdir / f'{strategy}-{seed}-{int(reference_model)}.db'}"
     started = time.monotonic()
@@ -107,11 +111,15 @@ def measure(strategy: str, seed: int, workdir: Path, *, reference_model: bool = 
     for trial in trained:
         current = by_number.get(trial.number, current)
         curve.append(current)
+    confirmed, confirmed_hv = confirmed_front(store, sweep)
+    seconds = [(t.finished_at - sweep.created_at).total_seconds() for t in trained]
     return {
         "hv": curve,
-        "seconds": [(t.finished_at - sweep.created_at).total_seconds() for t in trained],
+        "seconds": seconds,
         "points": points,
-        "wall": elapsed,
+        "wall": seconds[-1] if seconds else elapsed,
+        "confirmed_hv": confirmed_hv or 0.0,
+        "confirmed_points": [[p.mean[name] for name in OBJECTIVES] for p in confirmed],
         "counts": {state.value: sum(t.state is state for t in trials) for state in TrialState},
     }
 
@@ -189,12 +197,13 @@ def plot(results: dict[str, list[dict[str, Any]]], references: list[dict[str, An
 def main() -> None:
     print(f"# Search quality on a fixed ECON-T problem ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
     print(
-        f"# {platform.machine()}, {os.cpu_count()} cores, SHARED with other jobs while this ran (wall times are "
-        f"noisy), Python {sys.version.split()[0]}, optuna {version('optuna')}, ax-platform {version('ax-platform')}"
+        f"# {platform.machine()}, {os.cpu_count()} cores, load average before the run "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, Python {sys.version.split()[0]}, optuna "
+        f"{version('optuna')}, ax-platform {version('ax-platform')}"
     )
     print(
         f"# problem: synthetic ECON-T {ROWS} rows ({VAL_ROWS} scored), loss cwmse, {EPOCHS} epochs, {TRIALS} "
-        f"trained trials per sweep, {WORKERS} workers, budget bops <= 5e6, objectives emd_mean & bops, reference "
+        f"trained trials per sweep then confirm with {CONFIRM_SEEDS} extra seeds, {WORKERS} workers, budget bops <= 5e6, objectives emd_mean & bops, reference "
         f"point {REFERENCE}; seeds {list(SEEDS)}"
     )
     print(f"# strategy options: {json.dumps(STRATEGIES)}")
@@ -213,13 +222,17 @@ def main() -> None:
     half = TRIALS // 2
     header = (
         f"{'strategy':<13} {'HV final median [min, max]':>28} {'HV @' + str(half) + ' median':>14} "
-        f"{'wall s median':>13}  {'per seed (final HV)':<24} states (all seeds)"
+        f"{'confirmed HV median [min, max]':>32} {'wall s median':>13}  {'per seed (final HV)':<24} "
+        "states (all seeds, replicates included)"
     )
     print(header)
     print("-" * len(header))
     finals: dict[str, float] = {}
+    confirmed_medians: dict[str, float] = {}
     for name, runs in results.items():
         final = [run["hv"][-1] if run["hv"] else 0.0 for run in runs]
+        confirmed = [run["confirmed_hv"] for run in runs]
+        confirmed_medians[name] = float(np.median(confirmed))
         at_half = [run["hv"][min(half, len(run["hv"])) - 1] if run["hv"] else 0.0 for run in runs]
         counts: dict[str, int] = {}
         for run in runs:
@@ -229,19 +242,26 @@ def main() -> None:
         finals[name] = float(np.median(final))
         print(
             f"{name:<13} {np.median(final):10.4f} [{min(final):.4f}, {max(final):.4f}] "
-            f"{np.median(at_half):14.4f} {np.median([r['wall'] for r in runs]):13.0f}  "
+            f"{np.median(at_half):14.4f} {np.median(confirmed):14.4f} [{min(confirmed):.4f}, {max(confirmed):.4f}] "
+            f"{np.median([r['wall'] for r in runs]):13.0f}  "
             f"{', '.join(f'{v:.4f}' for v in final):<24} {counts}"
         )
     print()
     for seed, reference in zip(SEEDS, references, strict=True):
         (point,) = reference["points"] or [[float("nan")] * 2]
+        (mean,) = reference["confirmed_points"] or [[float("nan")] * 2]
         hv = reference["hv"][-1] if reference["hv"] else 0.0
         print(
-            f"reference model, seed {seed}: emd_mean {point[0]:.4f}, bops {point[1]:.4g}, HV alone {hv:.4f}"
+            f"reference model, seed {seed}: emd_mean {point[0]:.4f}, bops {point[1]:.4g}, HV alone {hv:.4f}; "
+            f"mean of {1 + CONFIRM_SEEDS} seeds emd_mean {mean[0]:.4f}, HV {reference['confirmed_hv']:.4f}"
         )
     print()
     ranking = sorted(finals, key=finals.get, reverse=True)  # type: ignore[arg-type]
     print(f"ranking by median final HV: {' > '.join(f'{n} ({finals[n]:.4f})' for n in ranking)}")
+    ranking = sorted(confirmed_medians, key=confirmed_medians.get, reverse=True)  # type: ignore[arg-type]
+    print(
+        f"ranking by median confirmed HV: {' > '.join(f'{n} ({confirmed_medians[n]:.4f})' for n in ranking)}"
+    )
     print(
         f"# {len(SEEDS)} seeds and {TRIALS} trials: differences smaller than the min-max spread are not "
         "significant."
