@@ -43,6 +43,20 @@ class _Quantization:
     output_bits: int
 
 
+# Brevitas rounds an activation scale to a power of two and then clamps it to scaling_min_val (1e-10 by
+# default): a layer whose outputs collapsed to zero got scale 1e-10, which no fixed-point type reproduces, and
+# its trial failed the cost estimate. A power-of-two floor keeps such a model convertible bit-exactly; no
+# healthy activation here has a scale this small (an 8-bit maximum of 0.004).
+ACT_SCALE_FLOOR = 2.0**-16
+
+
+def _act_quantizer(*, signed: bool) -> Any:
+    from brevitas.quant import Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
+
+    quantizer = Int8ActPerTensorFixedPoint if signed else Uint8ActPerTensorFixedPoint
+    return quantizer.let(scaling_min_val=ACT_SCALE_FLOOR)
+
+
 class _Layers:
     """Float or quantized versions of the encoder's layer types.
 
@@ -85,19 +99,16 @@ class _Layers:
         if self.quant is None:
             return nn.ReLU()
         from brevitas.nn import QuantReLU
-        from brevitas.quant import Uint8ActPerTensorFixedPoint
 
         bits = self.quant.output_bits if encoded else self.quant.act_bits
-        return QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits)
+        return QuantReLU(act_quant=_act_quantizer(signed=False), bit_width=bits)
 
     def input(self, *, signed: bool) -> list[nn.Module]:
         if self.quant is None:
             return []
         from brevitas.nn import QuantIdentity
-        from brevitas.quant import Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
 
-        quantizer = Int8ActPerTensorFixedPoint if signed else Uint8ActPerTensorFixedPoint
-        return [QuantIdentity(act_quant=quantizer, bit_width=self.quant.input_bits)]
+        return [QuantIdentity(act_quant=_act_quantizer(signed=signed), bit_width=self.quant.input_bits)]
 
 
 class Autoencoder(nn.Module):

@@ -9,11 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from brevitas.nn import QuantConv2d, QuantReLU
 from brevitas.quant_tensor import QuantTensor
 from torch import nn
 
 from hw_models import estimate, to_hls4ml, verify_bit_exact
 from spaces import build_model, get_preset, get_space
+from spaces._models import ACT_SCALE_FLOOR
 
 _INPUT_SHAPES = {"econt": (1, 8, 8), "waveform": (48,)}
 
@@ -93,3 +95,27 @@ def test_quantized_space_encoder_is_bit_exact(task: str, tmp_path: Path) -> None
     encoder.eval()
     report = verify_bit_exact(encoder, to_hls4ml(encoder, shape, output_dir=str(tmp_path)), x)
     assert report.exact and report.passed, (config, report)
+
+
+@pytest.mark.slow
+def test_a_quantized_encoder_with_a_dead_layer_is_costed_and_bit_exact(tmp_path: Path) -> None:
+    """A layer whose outputs all collapse to zero used to get Brevitas's 1e-10 scale and fail conversion."""
+    config = next(c for c in _sampled_configs("econt", count=40, seed=3) if c.get("quantize") and c["n_conv"])
+    encoder = build_model("econt", config).encoder
+    layers = list(encoder.modules())
+    relu = next(m for m in layers if isinstance(m, QuantReLU))
+    producer = [m for m in layers[: layers.index(relu)] if isinstance(m, QuantConv2d)][-1]  # feeds it
+    with torch.no_grad():
+        producer.bias.fill_(-100.0)  # every pre-activation negative: the ReLU outputs only zeros
+    x = 2 * torch.rand(200, *_INPUT_SHAPES["econt"], generator=torch.Generator().manual_seed(5))
+    encoder.train()
+    with torch.no_grad():
+        for _ in range(30):
+            encoder(x)
+    encoder.eval()
+    assert float(relu.act_quant.scale()) == ACT_SCALE_FLOOR
+    assert estimate(encoder, _INPUT_SHAPES["econt"]).totals["bops"] > 0
+    report = verify_bit_exact(
+        encoder, to_hls4ml(encoder, _INPUT_SHAPES["econt"], output_dir=str(tmp_path)), x
+    )
+    assert report.exact and report.passed
