@@ -71,6 +71,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_FILL_STREAM = 1  # random fills draw from their own seed stream
+_FILL_ATTEMPTS = 100  # draws per wanted fill before giving up (a small space nearly all known): wait for Ax
+
 
 @dataclass(frozen=True)
 class _Report:
@@ -135,8 +138,10 @@ class AxStrategy(Strategy):
         self._reports: list[_Report] = []
         self._indices: dict[str, int] = {}
         self._random_fills: dict[str, dict[str, Any]] = {}  # key -> config of a running random draw
-        self._random_count = 0
+        self._random_count = 0  # draws made, including those skipped as known
+        self._fills_given = 0
         self._observed = 0  # trials replayed from the store: a resumed sweep's draws continue after them
+        self._known_configs: set[str] = set()  # hashes of replayed configs and random draws
         self._failure: Exception | None = None
         self._exhausted = False
         self._closed = False
@@ -188,7 +193,7 @@ class AxStrategy(Strategy):
             with self._client_lock:
                 self._give_reports()
                 while len(self._ready) < n and not self._exhausted:
-                    self._ready.extend(self._generate(max(self.options["batch_size"], n - len(self._ready))))
+                    self._generate(max(self.options["batch_size"], n - len(self._ready)))
             with self._state:
                 self._ask_wait_seconds += time.perf_counter() - started
             return [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
@@ -198,8 +203,8 @@ class AxStrategy(Strategy):
                 self._thread.start()
                 # A daemon thread killed inside torch at interpreter exit aborts the process: stop it first.
                 atexit.register(self.close)
-            if self._should_fill():
-                return self._fill(n)
+            if self._should_fill() and (draws := self._fill(n)):
+                return draws
             started = time.perf_counter()
             self._state.wait_for(lambda: self._ready or self._exhausted or self._failure is not None)
             self._ask_wait_seconds += time.perf_counter() - started
@@ -220,14 +225,27 @@ class AxStrategy(Strategy):
         )
 
     def _fill(self, n: int) -> list[Proposal]:
-        """``n`` random draws of the space (holding ``_state``), seeded by ``(seed, draw number)``."""
-        proposals = []
-        for _ in range(n):
-            rng = np.random.default_rng([self.seed, self._observed + self._random_count])
-            config = self.space.canonicalize(self.space.sample(rng))
-            key = f"random-{self._random_count}"
-            self._random_fills[key] = config
+        """Up to ``n`` random draws of the space not drawn or replayed before (holding ``_state``).
+
+        Draw ``i`` is seeded by ``(seed, _FILL_STREAM, i)``, a stream of its own (not the ``random``
+        strategy's). A resumed sweep starts at ``i`` = the number of replayed trials, but draws still running
+        at the interruption were requeued, not replayed, so known configs are skipped by hash."""
+        proposals: list[Proposal] = []
+        for _ in range(_FILL_ATTEMPTS * n):
+            if len(proposals) == n:
+                break
+            draw = self._observed + self._random_count
             self._random_count += 1
+            config = self.space.canonicalize(
+                self.space.sample(np.random.default_rng([self.seed, _FILL_STREAM, draw]))
+            )
+            digest = self.space.config_hash(config)
+            if digest in self._known_configs:
+                continue
+            self._known_configs.add(digest)
+            key = f"random-{draw}"
+            self._random_fills[key] = config
+            self._fills_given += 1
             proposals.append(Proposal(key=key, config=config))
         return proposals
 
@@ -242,21 +260,20 @@ class AxStrategy(Strategy):
             try:
                 with self._client_lock:
                     self._give_reports()
-                    proposals = self._generate(self.options["batch_size"]) if generate else []
+                    if generate:
+                        self._generate(self.options["batch_size"])
             except Exception as exc:  # surfaces as StrategyError at the next ask or tell
                 with self._state:
                     self._failure = exc
                     self._state.notify_all()
                 return
-            with self._state:
-                self._ready.extend(proposals)
-                self._state.notify_all()
 
     def _wants_more(self) -> bool:
         return len(self._ready) < self.options["batch_size"] and not self._exhausted and self._failure is None
 
-    def _generate(self, count: int) -> list[Proposal]:
-        """``count`` new Ax trials as canonical configs (called holding the client lock)."""
+    def _generate(self, count: int) -> None:
+        """Ask Ax for ``count`` new trials and make them ready as canonical configs (called holding the
+        client lock; one critical section, so ``ask`` never sees them counted but not ready)."""
         started = time.perf_counter()
         try:
             trials = self._client.get_next_trials(max_trials=count)
@@ -269,16 +286,16 @@ class AxStrategy(Strategy):
             proposals.append(
                 Proposal(key=key, config=self.space.canonicalize(self.space.from_ax(parameters)))
             )
-            with self._state:
-                self._indices[key] = index
         with self._state:
+            self._indices.update((proposal.key, int(proposal.key)) for proposal in proposals)
+            self._ready.extend(proposals)
             self._ax_calls += 1
             self._ax_seconds += elapsed
             self._ax_longest_call = max(self._ax_longest_call, elapsed)
             self._generated += len(proposals)
             self._exhausted = not proposals  # Ax proposes nothing more only for an exhausted finite space
+            self._state.notify_all()
         log.debug("Ax proposed %d trial(s) in %.1f s", len(proposals), elapsed)
-        return proposals
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -302,6 +319,7 @@ class AxStrategy(Strategy):
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         with self._state:
             self._observed += 1
+            self._known_configs.add(self.space.config_hash(canonical))
         self._attach(canonical, outcome, values)
 
     def _attach(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
@@ -412,7 +430,7 @@ class AxStrategy(Strategy):
                 "ax_seconds": round(self._ax_seconds, 3),
                 "ax_longest_call_seconds": round(self._ax_longest_call, 3),
                 "ask_wait_seconds": round(self._ask_wait_seconds, 3),
-                "random_fills": self._random_count,
+                "random_fills": self._fills_given,
                 "thresholds_dropped": self._thresholds_dropped,
                 "ready": len(self._ready),
             }

@@ -45,16 +45,17 @@ class _Quantization:
 
 # Brevitas rounds an activation scale to a power of two and then clamps it to scaling_min_val (1e-10 by
 # default): a layer whose outputs collapsed to zero got scale 1e-10, which no fixed-point type reproduces, and
-# its trial failed the cost estimate. A power-of-two floor keeps such a model convertible bit-exactly; no
-# healthy activation here has a scale this small (an 8-bit maximum of 0.004).
-ACT_SCALE_FLOOR = 2.0**-16
+# its trial failed the cost estimate. A power-of-two floor keeps such a model convertible bit-exactly. At
+# 2^-(bits + 16) it binds only for activations whose maximum is below 2^-16: none of a healthy model.
+def act_scale_floor(bits: int) -> float:
+    return 2.0 ** -(bits + 16)
 
 
-def _act_quantizer(*, signed: bool) -> Any:
+def _act_quantizer(*, signed: bool, bits: int) -> Any:
     from brevitas.quant import Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
 
     quantizer = Int8ActPerTensorFixedPoint if signed else Uint8ActPerTensorFixedPoint
-    return quantizer.let(scaling_min_val=ACT_SCALE_FLOOR)
+    return quantizer.let(scaling_min_val=act_scale_floor(bits))
 
 
 class _Layers:
@@ -101,14 +102,15 @@ class _Layers:
         from brevitas.nn import QuantReLU
 
         bits = self.quant.output_bits if encoded else self.quant.act_bits
-        return QuantReLU(act_quant=_act_quantizer(signed=False), bit_width=bits)
+        return QuantReLU(act_quant=_act_quantizer(signed=False, bits=bits), bit_width=bits)
 
     def input(self, *, signed: bool) -> list[nn.Module]:
         if self.quant is None:
             return []
         from brevitas.nn import QuantIdentity
 
-        return [QuantIdentity(act_quant=_act_quantizer(signed=signed), bit_width=self.quant.input_bits)]
+        bits = self.quant.input_bits
+        return [QuantIdentity(act_quant=_act_quantizer(signed=signed, bits=bits), bit_width=bits)]
 
 
 class Autoencoder(nn.Module):

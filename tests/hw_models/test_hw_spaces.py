@@ -15,7 +15,7 @@ from torch import nn
 
 from hw_models import estimate, to_hls4ml, verify_bit_exact
 from spaces import build_model, get_preset, get_space
-from spaces._models import ACT_SCALE_FLOOR
+from spaces._models import act_scale_floor
 
 _INPUT_SHAPES = {"econt": (1, 8, 8), "waveform": (48,)}
 
@@ -113,7 +113,7 @@ def test_a_quantized_encoder_with_a_dead_layer_is_costed_and_bit_exact(tmp_path:
         for _ in range(30):
             encoder(x)
     encoder.eval()
-    assert float(relu.act_quant.scale()) == ACT_SCALE_FLOOR
+    assert float(relu.act_quant.scale()) == act_scale_floor(int(relu.act_quant.bit_width()))
     assert estimate(encoder, _INPUT_SHAPES["econt"]).totals["bops"] > 0
     report = verify_bit_exact(
         encoder, to_hls4ml(encoder, _INPUT_SHAPES["econt"], output_dir=str(tmp_path)), x

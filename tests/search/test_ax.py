@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from search import Completed, Failed, Objective, Outcome, Pruned, Rejected, StrategyError, make_strategy
-from search._ax import AxStrategy
+from search._ax import _FILL_STREAM, AxStrategy
 from spaces import Infeasible, Space
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Ax and BoTorch warn about their own internals
@@ -302,20 +302,20 @@ def test_fill_random_hands_out_random_draws_while_ax_thinks_and_tells_ax_their_o
         return {}
 
     monkeypatch.setattr(strategy._client, "get_next_trials", slow_after_sobol)
-    proposals = []
-    while len(proposals) < 2:
-        proposals += strategy.ask(2 - len(proposals))
-    assert [p.key for p in proposals] == ["0", "1"]  # Sobol: the initialisation is always Ax's own
-    started = time.perf_counter()
-    fills = strategy.ask(2)
-    assert time.perf_counter() - started < 1.0  # no waiting for the blocked Ax call
-    assert [p.key for p in fills] == ["random-0", "random-1"]
-    assert all(SMALL.canonicalize(p.config) == p.config for p in fills)
-    told = {}
-    for proposal in proposals + fills:
-        told[proposal.key] = evaluate(proposal.config)
-        strategy.tell(proposal.key, told[proposal.key])
-    release.set()
+    try:
+        proposals = strategy.ask(2)  # waits for the Sobol batch: the initialisation is always Ax's own
+        assert [p.key for p in proposals] == ["0", "1"]
+        started = time.perf_counter()
+        fills = strategy.ask(2)
+        assert time.perf_counter() - started < 1.0  # no waiting for the blocked Ax call
+        assert [p.key for p in fills] == ["random-0", "random-1"]
+        assert all(SMALL.canonicalize(p.config) == p.config for p in fills)
+        told = {}
+        for proposal in proposals + fills:
+            told[proposal.key] = evaluate(proposal.config)
+            strategy.tell(proposal.key, told[proposal.key])
+    finally:
+        release.set()
     with strategy.client() as client:
         frame = client.summarize()
     completed = frame[frame["trial_status"] == "COMPLETED"]
@@ -325,18 +325,21 @@ def test_fill_random_hands_out_random_draws_while_ax_thinks_and_tells_ax_their_o
     strategy.close()
 
 
-def test_random_draws_of_a_resumed_sweep_continue_after_the_replayed_trials(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_random_draws_of_a_resumed_sweep_skip_configs_it_already_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    draw = 3  # a resumed sweep's draws start after its replayed trials: draw 3 after three
+    already_trained = SMALL.canonicalize(SMALL.sample(np.random.default_rng([0, _FILL_STREAM, draw])))
+    history = [*_history(ax(SOBOL_ONLY), 2), (already_trained, Completed(toy(already_trained)))]
     resumed = ax({"n_sobol": 2, "fill_random": True})
-    for config, outcome in _history(ax(SOBOL_ONLY), 3):
+    for config, outcome in history:
         resumed.observe(config, outcome)
     monkeypatch.setattr(resumed._client, "get_next_trials", lambda **_: {})  # keep Ax's GP fit out of it
-    (proposal,) = resumed.ask(1)  # the replayed trials count towards n_sobol: no Ax proposal ready, fill
-    assert proposal.key == "random-0"
-    rng = np.random.default_rng([0, 3])  # seed 0, draw number 3: the three replayed trials come first
+    try:
+        (proposal,) = resumed.ask(1)  # replayed trials count towards n_sobol: nothing ready, so a draw
+    finally:
+        resumed.close()
+    assert proposal.key == "random-4"  # draw 3 is a config the sweep has: skipped
+    rng = np.random.default_rng([0, _FILL_STREAM, 4])
     assert proposal.config == SMALL.canonicalize(SMALL.sample(rng))
-    resumed.close()
 
 
 @pytest.mark.parametrize(
