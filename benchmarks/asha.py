@@ -98,7 +98,7 @@ def part_asha(args: argparse.Namespace, tmp: Path) -> list[str]:
     # "100 %" allows a relative 1e-6, and 99.9 % / 99 % show how close each run gets how fast.
     full_hv = hv_curve(full, reference)[-1][1]
     levels = {"100%": 1 - 1e-6, "99.9%": 0.999, "99%": 0.99}
-    epochs_full = sum(t.fidelity or 0 for t in full)
+    epochs = {name: sum(t.fidelity or 0 for t in trials) for name, (_, trials) in runs.items()}
     lines += [
         f"reference point (from the full run) {reference}",
         f"{'run':<13}{'wall s':>8}{'epochs':>8}{'completed':>10}{'pruned':>8}{'final HV':>10}"
@@ -113,11 +113,11 @@ def part_asha(args: argparse.Namespace, tmp: Path) -> list[str]:
         }
         count = {s: sum(t.state is s for t in trials) for s in (TrialState.COMPLETED, TrialState.PRUNED)}
         lines.append(
-            f"{name:<13}{wall:>8.1f}{sum(t.fidelity or 0 for t in trials):>8}{count[TrialState.COMPLETED]:>10}"
+            f"{name:<13}{wall:>8.1f}{epochs[name]:>8}{count[TrialState.COMPLETED]:>10}"
             f"{count[TrialState.PRUNED]:>8}{curve[-1][1] if curve else float('nan'):>10.6f}"
             + "".join(f"{'never' if s is None else f'{s:.1f}':>12}" for s in reached[name].values())
         )
-    for name, (wall, trials) in runs.items():
+    for name, (wall, _) in runs.items():
         if name == "full":
             continue
         speedups = []
@@ -128,8 +128,7 @@ def part_asha(args: argparse.Namespace, tmp: Path) -> list[str]:
             )
         lines.append(
             f"{name}: faster than full to the full run's final HV: {', '.join(speedups)}; wall time ratio "
-            f"full/{name} {full_wall / wall:.2f}; epochs trained ratio "
-            f"{epochs_full / sum(t.fidelity or 0 for t in trials):.2f}"
+            f"full/{name} {full_wall / wall:.2f}; epochs trained ratio {epochs['full'] / epochs[name]:.2f}"
         )
     return lines
 

@@ -136,7 +136,6 @@ class AxStrategy(Strategy):
         self._state = threading.Condition()  # guards everything below
         self._ready: deque[Proposal] = deque()
         self._reports: list[_Report] = []
-        self._indices: dict[str, int] = {}
         self._random_fills: dict[str, dict[str, Any]] = {}  # key -> config of a running random draw
         self._random_count = 0  # draws made, including those skipped as known
         self._fills_given = 0
@@ -228,8 +227,10 @@ class AxStrategy(Strategy):
         """Up to ``n`` random draws of the space not drawn or replayed before (holding ``_state``).
 
         Draw ``i`` is seeded by ``(seed, _FILL_STREAM, i)``, a stream of its own (not the ``random``
-        strategy's). A resumed sweep starts at ``i`` = the number of replayed trials, but draws still running
-        at the interruption were requeued, not replayed, so known configs are skipped by hash."""
+        strategy's). A resumed sweep starts at ``i`` = the number of replayed trials; draws that were still
+        running at the interruption are requeued, not replayed, so that start can fall among the earlier
+        draws: configs replayed or drawn before are skipped by hash (a requeued draw still running when
+        ``ask`` comes is not yet known and may be drawn again)."""
         proposals: list[Proposal] = []
         for _ in range(_FILL_ATTEMPTS * n):
             if len(proposals) == n:
@@ -281,13 +282,11 @@ class AxStrategy(Strategy):
             raise StrategyError(f"Ax failed to propose trials: {exc.__class__.__name__}: {exc}") from exc
         elapsed = time.perf_counter() - started
         proposals = []
-        for index, parameters in trials.items():
-            key = str(index)
+        for index, parameters in trials.items():  # the key is Ax's trial index as text
             proposals.append(
-                Proposal(key=key, config=self.space.canonicalize(self.space.from_ax(parameters)))
+                Proposal(key=str(index), config=self.space.canonicalize(self.space.from_ax(parameters)))
             )
         with self._state:
-            self._indices.update((proposal.key, int(proposal.key)) for proposal in proposals)
             self._ready.extend(proposals)
             self._ax_calls += 1
             self._ax_seconds += elapsed
@@ -309,12 +308,13 @@ class AxStrategy(Strategy):
     def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
         with self._state:
             self._raise_failure()
-            random_draw = self._random_fills.pop(key, None)
-            index = None if random_draw is not None else self._indices.pop(key)
-        if random_draw is not None:  # Ax never proposed it: attach it with its outcome
-            self._attach(random_draw, outcome, values)
-        else:
-            self._queue(_Report(outcome, self._raw_data(outcome, values), index=index))
+            random_draw = self._random_fills.get(key)
+        if random_draw is None:
+            self._queue(_Report(outcome, self._raw_data(outcome, values), index=int(key)))
+            return
+        self._attach(random_draw, outcome, values)  # Ax never proposed it: attach it with its outcome
+        with self._state:
+            del self._random_fills[key]
 
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         with self._state:

@@ -138,6 +138,15 @@ def test_same_seed_same_proposals_without_background() -> None:
     assert run(4) != run(5)
 
 
+def test_the_first_proposal_is_the_centre_of_the_space_then_sobol() -> None:
+    strategy = ax(SOBOL_ONLY)
+    strategy.ask(1)
+    strategy.ask(1)
+    with strategy.client() as client:
+        nodes = client.summarize().sort_values("trial_index")["generation_node"].tolist()
+    assert nodes == ["CenterOfSearchSpace", "Sobol"]
+
+
 def _history(strategy: AxStrategy, rounds: int) -> list[tuple[dict[str, Any], Outcome]]:
     kinds = [
         lambda c: Completed(toy(c)),
