@@ -5,19 +5,22 @@ Guarantees:
   (interrupted or left by a dead worker) under their own numbers, and never loses or duplicates a trial.
 - Infeasible configs and configs over a hardware budget are recorded INFEASIBLE and told to the strategy
   without training. A trial that raises or diverges ends FAILED with its reason; the sweep goes on.
-- Ctrl-C puts running trials back in the queue and exits cleanly; ``resume`` continues.
+- Ctrl-C (even one a library swallowed) puts running trials back in the queue and exits cleanly; ``resume``
+  continues.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -223,6 +226,27 @@ class _InlineExecutor(cf.Executor):
         return future
 
 
+@contextlib.contextmanager
+def _ctrl_c_latch() -> Iterator[threading.Event]:
+    """Remember every Ctrl-C, even one a library swallows: a SIGINT landing in a C extension's first import
+    (scipy's HiGHS, loaded with POT on the first EMD) comes out as an ImportError that would otherwise end
+    the trial FAILED and let the sweep run on. Python delivers signals to the main thread only."""
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def remember(signum: int, frame: Any) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _make_executor(workers: int) -> cf.Executor:
     if workers == 1:
         return _InlineExecutor()
@@ -410,35 +434,15 @@ class Driver:
         self._rebuild_strategy()
         self._queue_warm_start()
         self.store.set_sweep_status(self.sweep.id, "RUNNING")
-        pending: dict[cf.Future[Outcome], tuple[TrialRecord, str | None]] = {}
         heartbeat = Heartbeat(
             self.store, lambda: [t.id for t in self._own_running()], self.config.heartbeat_s
         )
-        started = time.monotonic()
         interrupted = exhausted = False
         executor = _make_executor(self.config.executor.workers)
         heartbeat.start()
         try:
-            while True:
-                self._requeue_stale()
-                limit = self.config.time_limit_s
-                if not exhausted and (limit is None or time.monotonic() - started < limit):
-                    exhausted = not self._launch(executor, pending)
-                if not pending:
-                    if not self.store.trials(self.sweep.id, [TrialState.RUNNING]):
-                        break
-                    time.sleep(
-                        1.0
-                    )  # trials of another driver are still running: wait for them or their death
-                    continue
-                done, _ = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    trial, key = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # a worker process crashed: the trial fails, the sweep goes on
-                        outcome = Failed(f"worker crashed: {exc.__class__.__name__}: {exc}")
-                    self._finish(trial, key, outcome)
+            with _ctrl_c_latch() as ctrl_c:
+                exhausted = self._run_trials(executor, ctrl_c)
         except BaseException as exc:
             # Ctrl-C, or the sweep cannot go on: running trials go back to the queue for `resume`.
             interrupted = True
@@ -457,6 +461,32 @@ class Driver:
             executor.shutdown(wait=not interrupted, cancel_futures=True)
             self.strategy.close()
         return self._summarise(interrupted=interrupted, exhausted=exhausted)
+
+    def _run_trials(self, executor: cf.Executor, ctrl_c: threading.Event) -> bool:
+        """Launch and finish trials until the budget is spent; True if the strategy ran out of configs."""
+        pending: dict[cf.Future[Outcome], tuple[TrialRecord, str | None]] = {}
+        started = time.monotonic()
+        exhausted = False
+        while True:
+            self._requeue_stale()
+            limit = self.config.time_limit_s
+            if not exhausted and (limit is None or time.monotonic() - started < limit):
+                exhausted = not self._launch(executor, pending)
+            if not pending:
+                if not self.store.trials(self.sweep.id, [TrialState.RUNNING]):
+                    return exhausted
+                time.sleep(1.0)  # trials of another driver are still running: wait for them or their death
+                continue
+            done, _ = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            if ctrl_c.is_set():
+                raise KeyboardInterrupt  # a library swallowed it: the unfinished trials go back to the queue
+            for future in done:
+                trial, key = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a worker process crashed: the trial fails, the sweep goes on
+                    outcome = Failed(f"worker crashed: {exc.__class__.__name__}: {exc}")
+                self._finish(trial, key, outcome)
 
     def _summarise(self, *, interrupted: bool, exhausted: bool) -> SweepSummary:
         trials = self.store.trials(self.sweep.id)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +267,34 @@ def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
     after = store.trials(sweep.id)
     assert summary.counts == {"COMPLETED": 3}
     assert [t.number for t in after] == [0, 1, 2] and after[0].results == before[0].results
+
+
+def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_trial(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search._driver
+    from search._types import Failed
+
+    def trial_whose_import_eats_ctrl_c(job: Any) -> Failed:
+        # What pybind11 does when a SIGINT lands in a C extension's first import: the KeyboardInterrupt
+        # comes out as an ImportError, which a trial records as its own failure.
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            return Failed("ImportError: initialization failed")
+        return Failed("no SIGINT arrived")
+
+    monkeypatch.setattr(search._driver, "run_trial", trial_whose_import_eats_ctrl_c)
+    summary = run_sweep(parse_config(small_config(sqlite_url, trials=3)))
+    assert summary.interrupted
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    (trial,) = store.trials(sweep.id)
+    assert trial.state is TrialState.QUEUED and trial.error is not None
+    assert trial.error.startswith("interrupted by the user")
+    assert sweep.status == "STOPPED"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the latch is removed again
 
 
 def test_confirm_needs_at_least_one_seed(sqlite_url: str) -> None:
