@@ -6,8 +6,9 @@ Run: .venv/bin/python benchmarks/search_quality.py > benchmarks/search_quality.t
 The problem (fixed, the demo's examples/quick.yaml made smaller): ECON-T autoencoder, synthetic data (ROWS
 rows, VAL_ROWS scored), charge-weighted MSE loss, EPOCHS epochs, the demo's space (batch size 128, lr in
 [1e-3, 1e-2] log), objectives emd_mean and bops (both minimised), budget bops <= 5e6, reference point emd_mean
-8.0 / bops 5e6 (3 epochs leave most models above emd 3), TRIALS trained trials per sweep, 2 worker processes,
-no warm start, then ``confirm`` with CONFIRM_SEEDS extra seeds for every trial on the front. Each sweep runs through the real driver (``search.run_sweep``) on a SQLite store in a temporary
+8.0 / bops 5e6 (a few epochs leave most models above emd 3), TRIALS trained trials per sweep, 2 worker
+processes, no warm start, then ``confirm`` with CONFIRM_SEEDS extra seeds for every trial on the front. Each
+sweep runs through the real driver (``search.run_sweep``) on a SQLite store in a temporary
 directory, in its own process (so an Ax background thread never outlives its sweep). A sweep config has one
 seed: it seeds the strategy and draws the synthetic data and split, so each seed is an independent draw of the
 same problem, identical for every strategy. The reference model (preset econt_baseline with lr 0.003, batch
@@ -19,7 +20,7 @@ the whole box; ``search.hypervolume_history`` over the completed trials in the o
 axis counts trained trials (completed, failed or pruned: what the budget counts), in finishing order;
 wall time runs from the sweep's creation to the last search trial (confirm replicates excluded). The
 confirmed hypervolume is that of the front of means (each front trial with its replicates,
-``search._driver.confirmed_front``): what the search found once single lucky runs are averaged out.
+``search.confirmed_front``): what the search found once single lucky runs are averaged out.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 
 ROWS, VAL_ROWS, EPOCHS, TRIALS, WORKERS, CONFIRM_SEEDS = 10_000, 2_000, 5, 20, 2, 2
 SEEDS = (0, 1, 2)
-# emd_mean 8 (not the demo's 3): after a few epochs most models are still above 3 (3.3-6.2 in a 20k-row probe).
+# emd_mean 8 (not the demo's 3): after a few epochs most models are still above 3 (3.3-6.2, 20k-row probe).
 REFERENCE = {"emd_mean": 8.0, "bops": 5.0e6}
 OBJECTIVES = ("emd_mean", "bops")
 # Start-up phases scaled to the 20-trial budget: 8 space-filling trials, then the model.
@@ -86,8 +87,7 @@ def run_one(strategy: str, seed: int, store: str, reference_model: bool) -> None
 
 def measure(strategy: str, seed: int, workdir: Path, *, reference_model: bool = False) -> dict[str, Any]:
     """Run one sweep in a fresh process and read its trials back from the store."""
-    from search import Store, TrialState, hypervolume_history
-    from search._driver import confirmed_front
+    from search import Store, TrialState, confirmed_front, hypervolume_history
 
     store_url = f"sqlite:///{workdir / f'{strategy}-{seed}-{int(reference_model)}.db'}"
     started = time.monotonic()
@@ -203,8 +203,8 @@ def main() -> None:
     )
     print(
         f"# problem: synthetic ECON-T {ROWS} rows ({VAL_ROWS} scored), loss cwmse, {EPOCHS} epochs, {TRIALS} "
-        f"trained trials per sweep then confirm with {CONFIRM_SEEDS} extra seeds, {WORKERS} workers, budget bops <= 5e6, objectives emd_mean & bops, reference "
-        f"point {REFERENCE}; seeds {list(SEEDS)}"
+        f"trained trials per sweep then confirm with {CONFIRM_SEEDS} extra seeds, {WORKERS} workers, budget "
+        f"bops <= 5e6, objectives emd_mean & bops, reference point {REFERENCE}; seeds {list(SEEDS)}"
     )
     print(f"# strategy options: {json.dumps(STRATEGIES)}")
     print()
@@ -242,8 +242,8 @@ def main() -> None:
         finals[name] = float(np.median(final))
         print(
             f"{name:<13} {np.median(final):10.4f} [{min(final):.4f}, {max(final):.4f}] "
-            f"{np.median(at_half):14.4f} {np.median(confirmed):14.4f} [{min(confirmed):.4f}, {max(confirmed):.4f}] "
-            f"{np.median([r['wall'] for r in runs]):13.0f}  "
+            f"{np.median(at_half):14.4f} {np.median(confirmed):14.4f} "
+            f"[{min(confirmed):.4f}, {max(confirmed):.4f}] {np.median([r['wall'] for r in runs]):13.0f}  "
             f"{', '.join(f'{v:.4f}' for v in final):<24} {counts}"
         )
     print()

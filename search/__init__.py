@@ -1,7 +1,7 @@
 """How sweeps run: config, driver, strategies, store, Pareto front."""
 
 from search._config import ConfigError, SweepConfig, load_config, parse_config
-from search._driver import SweepError, SweepSummary, load_sweep, run_sweep, sweep_front
+from search._driver import SweepError, SweepSummary, confirmed_front, load_sweep, run_sweep, sweep_front
 from search._pareto import ParetoError, default_reference, hypervolume, hypervolume_history, pareto_front
 from search._schema import TrialState
 from search._store import Store, StoreError, SweepRecord, TrialRecord
@@ -29,6 +29,7 @@ __all__ = [
     "SweepSummary",
     "TrialRecord",
     "TrialState",
+    "confirmed_front",
     "default_reference",
     "hypervolume",
     "hypervolume_history",
