@@ -27,8 +27,8 @@ import ray
 import torch
 
 from search import TrialState, hypervolume, parse_config, run_sweep
-from search._pareto import default_reference
-from search._store import Store, TrialRecord
+from search.results._pareto import default_reference
+from search.storage._store import Store, TrialRecord
 
 OUT = Path(__file__).with_suffix(".txt")
 OBJECTIVES = ["emd_mean", "bops"]

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from search import TrialRecord, parse_config
-from search._driver import Driver
+from search.execution._loop import Driver
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
 TRIALS = 12

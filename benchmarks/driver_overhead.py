@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from search._config import load_config
-from search._driver import open_sweep
-from search._schema import TrialState
-from search._store import Store
-from search._strategies import STRATEGY_NAMES, make_strategy
-from search._trial import TrialJob, run_trial
 from search._types import Completed, Rejected
+from search.execution._loop import open_sweep
+from search.execution._trial import TrialJob, run_trial
+from search.storage._schema import TrialState
+from search.storage._store import Store
+from search.strategies import STRATEGY_NAMES, make_strategy
 from spaces import Infeasible, get_preset, get_space
 
 TRIALS_PER_STRATEGY = 60

@@ -1,43 +1,42 @@
-"""How sweeps run: config, driver, strategies, store, Pareto front."""
+"""How sweeps run: config, CLI, the sweep loop and its executors, strategies, store, results.
 
-from search._config import ConfigError, SweepConfig, load_config, parse_config
-from search._driver import SweepError, SweepSummary, confirmed_front, load_sweep, run_sweep, sweep_front
-from search._pareto import ParetoError, default_reference, hypervolume, hypervolume_history, pareto_front
-from search._schema import TrialState
-from search._store import Store, StoreError, SweepRecord, TrialRecord
-from search._strategies import STRATEGY_NAMES, Strategy, StrategyError, make_strategy
-from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
+Names are imported on first use, so ``import search`` (and reading results through ``search.results``)
+does not load torch, Optuna or Ray.
+"""
 
-__all__ = [
-    "STRATEGY_NAMES",
-    "Completed",
-    "ConfigError",
-    "Failed",
-    "Objective",
-    "Outcome",
-    "ParetoError",
-    "Proposal",
-    "Pruned",
-    "Rejected",
-    "Store",
-    "StoreError",
-    "Strategy",
-    "StrategyError",
-    "SweepConfig",
-    "SweepError",
-    "SweepRecord",
-    "SweepSummary",
-    "TrialRecord",
-    "TrialState",
-    "confirmed_front",
-    "default_reference",
-    "hypervolume",
-    "hypervolume_history",
-    "load_config",
-    "load_sweep",
-    "make_strategy",
-    "pareto_front",
-    "parse_config",
-    "run_sweep",
-    "sweep_front",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "search._config": ("ConfigError", "SweepConfig", "load_config", "parse_config"),
+    "search._types": ("Completed", "Failed", "Objective", "Outcome", "Proposal", "Pruned", "Rejected"),
+    "search.execution": (
+        "SweepError",
+        "SweepSummary",
+        "confirmed_front",
+        "load_sweep",
+        "run_sweep",
+        "sweep_front",
+    ),
+    "search.results": (
+        "ParetoError",
+        "default_reference",
+        "hypervolume",
+        "hypervolume_history",
+        "pareto_front",
+    ),
+    "search.storage": ("Store", "StoreError", "SweepRecord", "TrialRecord", "TrialState"),
+    "search.strategies": ("STRATEGY_NAMES", "Strategy", "StrategyError", "make_strategy"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value

@@ -81,7 +81,7 @@ class StrategyConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        from search._strategies import STRATEGY_NAMES
+        from search.strategies import STRATEGY_NAMES
 
         if value not in STRATEGY_NAMES:
             raise ValueError(f"unknown strategy {value!r}; allowed: {', '.join(STRATEGY_NAMES)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Direction = Literal["minimize", "maximize"]
@@ -60,13 +60,3 @@ class Rejected:
 
 
 Outcome = Completed | Pruned | Failed | Rejected
-
-
-@dataclass(frozen=True)
-class FinishedTrial:
-    """A finished trial as strategies see it when rebuilding their state."""
-
-    number: int
-    config: dict[str, Any]
-    outcome: Outcome
-    extra: dict[str, Any] = field(default_factory=dict)

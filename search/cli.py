@@ -38,9 +38,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from hw_models import HWError
     from objectives import DataError
     from search._config import ConfigError
-    from search._driver import SweepError
-    from search._store import StoreError
-    from search._strategies import StrategyError
+    from search.execution._loop import SweepError
+    from search.storage._store import StoreError
+    from search.strategies import StrategyError
     from spaces import SpaceError
 
     return (ConfigError, StoreError, SweepError, StrategyError, SpaceError, HWError, DataError)
@@ -98,9 +98,9 @@ def _trial_printer(objectives: list[str]) -> Callable[[Any, int, int], None]:
 
 
 def _run(config: Any) -> None:
-    from search._driver import run_sweep
-    from search._report import front_report
-    from search._store import Store
+    from search.execution._loop import run_sweep
+    from search.results._report import front_report
+    from search.storage._store import Store
 
     err.print(
         f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
@@ -181,8 +181,8 @@ def resume(
 ) -> None:
     """Continue a stopped or crashed sweep with no lost and no duplicated trials."""
     from search._config import parse_config
-    from search._driver import load_sweep
-    from search._store import Store
+    from search.execution._loop import load_sweep
+    from search.storage._store import Store
 
     url = store or "sqlite:///hwnas.db"
     _, config = load_sweep(Store(url), name)
@@ -204,8 +204,8 @@ def confirm(
     workers: Annotated[int | None, typer.Option(help="Number of worker processes.")] = None,
 ) -> None:
     """Re-evaluate the Pareto front with extra seeds and show the confirmed front (mean ± std)."""
-    from search._driver import confirm_sweep, confirmed_front, load_sweep
-    from search._store import Store
+    from search.execution._loop import confirm_sweep, confirmed_front, load_sweep
+    from search.storage._store import Store
 
     url = store or "sqlite:///hwnas.db"
     db = Store(url)
@@ -222,7 +222,7 @@ def confirm(
 
 
 def _print_confirmed(sweep: Any, front: list[Any], volume: float | None) -> None:
-    from search._report import describe
+    from search.results._report import describe
 
     names = [o["name"] for o in sweep.objectives]
     title = f"Confirmed front of {sweep.name}"
@@ -246,7 +246,7 @@ def _print_confirmed(sweep: Any, front: list[Any], volume: float | None) -> None
 def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -> None:
     """Check a sweep config and explain what is wrong and where."""
     from search._config import load_config
-    from search._driver import prepare
+    from search.execution._loop import prepare
 
     config = load_config(file)
     prepare(config)
@@ -261,7 +261,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -
 @cli_errors
 def list_sweeps(store: StoreOption = None) -> None:
     """List the sweeps in the store with their progress."""
-    from search._store import Store
+    from search.storage._store import Store
 
     db = Store(store or "sqlite:///hwnas.db")
     table = Table("sweep", "status", "trials", "completed", "failed", "infeasible", "updated")
@@ -284,9 +284,9 @@ def list_sweeps(store: StoreOption = None) -> None:
 @cli_errors
 def status(name: Annotated[str, typer.Argument()], store: StoreOption = None) -> None:
     """Show a sweep's trials: state, epochs reached, objectives or error."""
-    from search._driver import load_sweep
-    from search._report import describe
-    from search._store import Store
+    from search.execution._loop import load_sweep
+    from search.results._report import describe
+    from search.storage._store import Store
 
     db = Store(store or "sqlite:///hwnas.db")
     sweep, config = load_sweep(db, name)
@@ -324,14 +324,14 @@ def pareto(
     ] = False,
 ) -> None:
     """Print the Pareto front (completed full-fidelity trials) and its hypervolume."""
-    from search._driver import load_sweep
-    from search._report import front_report
-    from search._store import Store
+    from search.execution._loop import load_sweep
+    from search.results._report import front_report
+    from search.storage._store import Store
 
     db = Store(store or "sqlite:///hwnas.db")
     sweep, _ = load_sweep(db, name)
     if confirmed:
-        from search._driver import confirmed_front
+        from search.execution._loop import confirmed_front
 
         _print_confirmed(sweep, *confirmed_front(db, sweep))
         return
@@ -364,9 +364,9 @@ def export(
     store: StoreOption = None,
 ) -> None:
     """Write trained encoders as hls4ml projects and verify them bit for bit (g++ emulation)."""
-    from search._driver import load_sweep
     from search._export import export_trial, select_trials
-    from search._store import Store
+    from search.execution._loop import load_sweep
+    from search.storage._store import Store
 
     db = Store(store or "sqlite:///hwnas.db")
     sweep, config = load_sweep(db, name)

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from search._driver import load_sweep
-from search._schema import TrialState
-from search._store import Store
 from search.cli import app
+from search.execution._loop import load_sweep
+from search.storage._schema import TrialState
+from search.storage._store import Store
 
 runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that table cells do not wrap
 HWNAS = [sys.executable, "-m", "search.cli"]

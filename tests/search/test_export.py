@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from search._config import parse_config
-from search._driver import run_sweep
 from search.cli import app
+from search.execution._loop import run_sweep
 
 runner = CliRunner(env={"COLUMNS": "200"})
 

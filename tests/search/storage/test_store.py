@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
-from search._schema import TrialState
-from search._store import Store, StoreError
+from search.storage._schema import TrialState
+from search.storage._store import Store, StoreError
 
 
 def _sweep(store: Store, name: str = "s") -> int:
@@ -81,7 +81,7 @@ def test_requeue_and_stale_detection(store_url: str) -> None:
 
 _ADD_TRIALS = """
 import sys
-from search._store import Store
+from search.storage._store import Store
 url, sweep, count, worker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 store = Store(url)
 for i in range(count):
@@ -139,7 +139,7 @@ def test_bad_store_urls_get_clear_errors(url: str, message: str) -> None:
 def test_a_store_at_the_first_schema_is_migrated_without_losing_trials(sqlite_url: str) -> None:
     from alembic import command
 
-    from search._store import _alembic_config
+    from search.storage._store import _alembic_config
 
     engine = create_engine(sqlite_url)
     with engine.begin() as conn:
@@ -166,7 +166,7 @@ def test_a_store_at_the_first_schema_is_migrated_without_losing_trials(sqlite_ur
 @pytest.mark.slow
 def test_processes_opening_a_new_store_at_once_all_succeed(store_url: str) -> None:
     # Their migrations race to create the schema; the losers retry and find it in place.
-    code = "import sys; from search._store import Store; Store(sys.argv[1]).close()"
+    code = "import sys; from search.storage._store import Store; Store(sys.argv[1]).close()"
     openers = [subprocess.Popen([sys.executable, "-c", code, store_url]) for _ in range(5)]
     assert [p.wait(timeout=120) for p in openers] == [0] * 5
     assert Store(store_url).list_sweeps() == []

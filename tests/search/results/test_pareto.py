@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 from optuna._hypervolume import compute_hypervolume
 
-from search._pareto import ParetoError, default_reference, hypervolume, hypervolume_history, pareto_front
 from search._types import Direction
+from search.results._pareto import (
+    ParetoError,
+    default_reference,
+    hypervolume,
+    hypervolume_history,
+    pareto_front,
+)
 
 
 def _to_minimised(points: np.ndarray, directions: Sequence[str]) -> np.ndarray:

@@ -12,18 +12,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search._strategies import (
-    FEASIBILITY_CONSTRAINT,
-    STRATEGY_NAMES,
-    OptunaStrategy,
-    Strategy,
-    StrategyError,
-    make_strategy,
-)
 from search._types import Completed, Failed, Objective, Outcome, Pruned, Rejected
+from search.strategies import STRATEGY_NAMES, Strategy, StrategyError, make_strategy
+from search.strategies._base import FEASIBILITY_CONSTRAINT
+from search.strategies._builtin import OptunaStrategy
 from spaces import Infeasible, Space, get_space
 
-SMALL = Space.from_yaml(Path(__file__).with_name("small_space.yaml"))
+SMALL = Space.from_yaml(Path(__file__).parent.parent / "small_space.yaml")
 # Finite, conditional, with an infeasible corner: small enough to enumerate.
 FINITE = Space.from_dict(
     {

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from search._schema import TrialState
-from search._store import Store, TrialRecord
+from search.storage._schema import TrialState
+from search.storage._store import Store, TrialRecord
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

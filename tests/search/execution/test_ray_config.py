@@ -12,10 +12,11 @@ import pytest
 from ray._private.utils import check_version_info
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from search._asha import ParetoASHA
 from search._config import ConfigError, parse_config
-from search._driver import Driver, run_sweep
-from search._ray import (
+from search._types import Completed, Failed, Pruned, Rejected
+from search.execution._asha import ParetoASHA
+from search.execution._loop import Driver, run_sweep
+from search.execution._ray import (
     OUTCOME_KEY,
     DriverSearcher,
     ExecutorError,
@@ -30,10 +31,9 @@ from search._ray import (
     rung_metric,
     rung_reporter,
 )
-from search._schema import TrialState
-from search._store import Store
-from search._trial import run_trial, task_data
-from search._types import Completed, Failed, Pruned, Rejected
+from search.execution._trial import run_trial, task_data
+from search.storage._schema import TrialState
+from search.storage._store import Store
 
 
 def ray_config(store: str, **overrides: Any) -> dict[str, Any]:

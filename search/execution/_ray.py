@@ -6,7 +6,7 @@ the outcome and tells the strategy. So ASHA works with every strategy. The store
 write per-epoch metrics, costs and checkpoints to it, the driver moves trials between states; Ray's own
 result files are scratch.
 
-ASHA (``scheduler.promotion``): ``pareto`` (default) is our :class:`~search._asha.ParetoASHA`, which ranks
+ASHA (``scheduler.promotion``): ``pareto`` (default) is our :class:`~search.execution._asha.ParetoASHA`, which ranks
 a rung's trials by Pareto rank over the rung metric and the sweep's cost objectives (``bops``, ...), so
 cheap models with a higher loss survive rungs; ``metric`` is Ray's ASHAScheduler on the rung metric alone.
 Every rung report carries the cost objectives' pre-training values next to the rung metric.
@@ -43,7 +43,6 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from search._asha import ParetoASHA
 from search._config import (
     ASHA_PRESETS,
     ExecutorConfig,
@@ -52,11 +51,12 @@ from search._config import (
     SweepConfig,
     TaskConfig,
 )
-from search._driver import Driver, Heartbeat, ProgressCallback, SweepError, SweepSummary
-from search._schema import TrialState
-from search._store import StoreError, TrialRecord
-from search._trial import TrialJob, cost_objectives, run_trial, task_data, worker_store
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search.execution._asha import ParetoASHA
+from search.execution._loop import Driver, Heartbeat, ProgressCallback, SweepError, SweepSummary
+from search.execution._trial import TrialJob, cost_objectives, run_trial, task_data, worker_store
+from search.storage._schema import TrialState
+from search.storage._store import StoreError, TrialRecord
 
 if TYPE_CHECKING:
     import torch

@@ -14,9 +14,9 @@ import pytest
 
 from objectives import DivergedError
 from search._config import parse_config
-from search._driver import SweepError, load_sweep, run_sweep
-from search._schema import TrialState
-from search._store import Store
+from search.execution._loop import SweepError, load_sweep, run_sweep
+from search.storage._schema import TrialState
+from search.storage._store import Store
 
 
 def small_config(store: str, **overrides: Any) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def test_two_workers_on_postgres(postgres_url: str) -> None:
 
 
 def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: str) -> None:
-    from search._driver import confirm_sweep, confirmed_front, sweep_front
+    from search.execution._loop import confirm_sweep, confirmed_front, sweep_front
 
     config = parse_config(small_config(sqlite_url, trials=3))
     run_sweep(config)
@@ -200,7 +200,7 @@ def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: 
 def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search._driver import Driver, confirm_sweep, evaluations, pooled_std
+    from search.execution._loop import Driver, confirm_sweep, evaluations, pooled_std
 
     config = parse_config(small_config(sqlite_url, trials=3))
     run_sweep(config)
@@ -240,8 +240,8 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
 def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search._driver import Driver
-    from search._strategies import StrategyError
+    from search.execution._loop import Driver
+    from search.strategies import StrategyError
 
     config = parse_config(small_config(sqlite_url, trials=3))
     driver = Driver(config)
@@ -272,7 +272,7 @@ def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
 def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_trial(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search._driver
+    import search.execution._loop
     from search._types import Failed
 
     def trial_whose_import_eats_ctrl_c(job: Any) -> Failed:
@@ -285,7 +285,7 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_tria
             return Failed("ImportError: initialization failed")
         return Failed("no SIGINT arrived")
 
-    monkeypatch.setattr(search._driver, "run_trial", trial_whose_import_eats_ctrl_c)
+    monkeypatch.setattr(search.execution._loop, "run_trial", trial_whose_import_eats_ctrl_c)
     summary = run_sweep(parse_config(small_config(sqlite_url, trials=3)))
     assert summary.interrupted
     store = Store(sqlite_url)
@@ -298,7 +298,7 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_tria
 
 
 def test_confirm_needs_at_least_one_seed(sqlite_url: str) -> None:
-    from search._driver import confirm_sweep
+    from search.execution._loop import confirm_sweep
 
     with pytest.raises(SweepError, match="--seeds must be at least 1, got 0"):
         confirm_sweep(parse_config(small_config(sqlite_url)), 0)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search._asha import ParetoASHA, crowding_distances, promotion_order
+from search.execution._asha import ParetoASHA, crowding_distances, promotion_order
 
 C, S = TrialScheduler.CONTINUE, TrialScheduler.STOP
 

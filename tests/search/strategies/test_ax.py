@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 
 from search import Completed, Failed, Objective, Outcome, Pruned, Rejected, StrategyError, make_strategy
-from search._ax import _FILL_STREAM, AxStrategy
+from search.strategies._ax import _FILL_STREAM, AxStrategy
 from spaces import Infeasible, Space
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Ax and BoTorch warn about their own internals
 
-SMALL = Space.from_yaml(Path(__file__).with_name("small_space.yaml"))
+SMALL = Space.from_yaml(Path(__file__).parent.parent / "small_space.yaml")
 TWO = (Objective("loss"), Objective("size", "maximize"))
 SOBOL_ONLY = {"n_sobol": 50, "background": False}
 
@@ -57,12 +57,12 @@ def summary(strategy: AxStrategy) -> pd.DataFrame:
 
 def test_importing_search_does_not_import_ax() -> None:
     code = (
-        "import sys, search, search._ax\n"
+        "import sys, search, search.strategies._ax\n"
         "from spaces import get_space\n"
         "search.make_strategy('optuna-tpe', get_space('econt'), [search.Objective('emd')], seed=0)\n"
         "print('ax' in search.STRATEGY_NAMES, 'ax' in sys.modules)\n"
     )
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True, timeout=120
     )
@@ -194,7 +194,7 @@ def test_thresholds_no_result_meets_are_dropped_with_a_warning(
         assert len(client._experiment.optimization_config.objective_thresholds) == 2
     for config, outcome in _noisy_history(3):
         strategy.observe(config, Completed(outcome.values))
-    with caplog.at_level("WARNING", logger="search._ax"), strategy.client() as client:
+    with caplog.at_level("WARNING", logger="search.strategies._ax"), strategy.client() as client:
         kept = client._experiment.optimization_config.objective_thresholds
     assert strategy.state_dict()["thresholds_dropped"] is dropped
     assert len(kept) == (0 if dropped else 2)

@@ -16,10 +16,10 @@ import pytest
 import ray
 
 from search._config import parse_config
-from search._driver import Driver, run_sweep, sweep_front
-from search._ray import ExecutorError, TuneBridge
-from search._schema import TrialState
-from search._store import Store
+from search.execution._loop import Driver, run_sweep, sweep_front
+from search.execution._ray import ExecutorError, TuneBridge
+from search.storage._schema import TrialState
+from search.storage._store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

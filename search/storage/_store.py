@@ -42,7 +42,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from search._schema import (
+from search.storage._schema import (
     ALLOWED_TRANSITIONS,
     ArtifactRow,
     HWCostRow,
@@ -56,6 +56,8 @@ from search._schema import (
 
 log = logging.getLogger(__name__)
 
+# The store a command uses when given none (and $HWNAS_STORE is unset): a SQLite file in the working folder.
+DEFAULT_STORE_URL = "sqlite:///hwnas.db"
 _NUMBER_RETRIES = 12
 _MIGRATION_RETRIES = 5
 
@@ -140,7 +142,7 @@ def _trial_record(row: TrialRow, results: dict[str, float]) -> TrialRecord:
 
 def _alembic_config(connection: Any) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("search") / "migrations"))
+    cfg.set_main_option("script_location", str(resources.files("search.storage") / "migrations"))
     cfg.attributes["connection"] = connection
     return cfg
 

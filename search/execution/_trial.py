@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from search._config import MODEL_METRICS, HardwareConfig, TaskConfig
-from search._store import Store
 from search._types import Completed, Failed, Outcome, Rejected
+from search.storage._store import Store
 
 log = logging.getLogger(__name__)
 

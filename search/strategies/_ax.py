@@ -62,8 +62,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from search._strategies import Strategy, StrategyError, _Option
 from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
+from search.strategies._base import Strategy, StrategyError, _Option, register_strategy
 from spaces import Space, SpaceError
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class _Report:
     parameters: dict[str, Any] | None = None
 
 
+@register_strategy
 class AxStrategy(Strategy):
     """Ax ``Client`` over the space's Ax encoding; see the module docstring for the outcome policy."""
 
@@ -99,9 +100,17 @@ class AxStrategy(Strategy):
     }
 
     def __init__(
-        self, space: Space, objectives: Sequence[Objective], *, seed: int, options: Mapping[str, Any]
+        self,
+        space: Space,
+        objectives: Sequence[Objective],
+        *,
+        seed: int,
+        options: Mapping[str, Any],
+        reference_point: Mapping[str, float] | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed, options=options)
+        super().__init__(space, objectives, seed=seed, options=options, reference_point=reference_point)
+        if self.options["thresholds"] is None and self.reference_point is not None:
+            self.options["thresholds"] = self.reference_point  # Ax's thresholds = the sweep's reference point
         if self.options["fill_random"] and not self.options["background"]:
             raise StrategyError(
                 "option 'fill_random' of strategy 'ax' needs background=True: without the background thread "

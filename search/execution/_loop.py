@@ -31,12 +31,12 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from search._config import SweepConfig, parse_config
-from search._pareto import default_reference, hypervolume, pareto_front
-from search._schema import TrialState
-from search._store import Store, StoreError, SweepRecord, TrialRecord
-from search._strategies import Strategy, make_strategy
-from search._trial import TrialJob, die_with_parent, run_trial
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search.execution._trial import TrialJob, die_with_parent, run_trial
+from search.results._pareto import default_reference, hypervolume, pareto_front
+from search.storage._schema import TrialState
+from search.storage._store import Store, StoreError, SweepRecord, TrialRecord
+from search.strategies import Strategy, make_strategy
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,13 @@ def prepare(config: SweepConfig) -> tuple[Any, list[dict[str, Any]], Strategy]:
     """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema."""
     space = resolve_space(config)
     warm_start = warm_start_configs(config, space)
-    options = dict(config.strategy.options)
-    if config.strategy.name == "ax" and config.reference_point is not None and "thresholds" not in options:
-        options["thresholds"] = dict(
-            config.reference_point
-        )  # Ax's objective thresholds = the reference point
     strategy = make_strategy(
-        config.strategy.name, space, config.objectives, seed=config.seed, options=options
+        config.strategy.name,
+        space,
+        config.objectives,
+        seed=config.seed,
+        options=config.strategy.options,
+        reference_point=config.reference_point,
     )
     return space, warm_start, strategy
 
@@ -633,7 +633,7 @@ def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) 
     With ``confirm_seeds`` > 0 the front's trials are then re-evaluated with that many extra seeds.
     """
     if config.executor.kind == "ray":
-        from search._ray import run_ray_sweep  # imports Ray (~2 s): only for sweeps that use it
+        from search.execution._ray import run_ray_sweep  # imports Ray (~2 s): only for sweeps that use it
 
         summary = run_ray_sweep(config, progress=progress)
     else:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search._driver import completed_search_trials, sweep_front
-from search._pareto import hypervolume_history
-from search._store import Store, SweepRecord, TrialRecord
+from search.execution._loop import completed_search_trials, sweep_front
+from search.results._pareto import hypervolume_history
+from search.storage._store import Store, SweepRecord, TrialRecord
 
 _TRAINING_KEYS = ("lr", "batch_size")
 
