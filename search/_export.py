@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from search._config import SweepConfig
-from search.execution._loop import SweepError, sweep_front
+from search.execution import SweepError
 from search.execution._trial import hw_settings, task_data
+from search.results import sweep_front
 from search.storage._store import Store, SweepRecord, TrialRecord
 
 log = logging.getLogger(__name__)

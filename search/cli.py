@@ -204,7 +204,8 @@ def confirm(
     workers: Annotated[int | None, typer.Option(help="Number of worker processes.")] = None,
 ) -> None:
     """Re-evaluate the Pareto front with extra seeds and show the confirmed front (mean ± std)."""
-    from search.execution._loop import confirm_sweep, confirmed_front, load_sweep
+    from search.execution._loop import confirm_sweep, load_sweep
+    from search.results import confirmed_front
     from search.storage._store import Store
 
     url = store or "sqlite:///hwnas.db"
@@ -331,7 +332,7 @@ def pareto(
     db = Store(store or "sqlite:///hwnas.db")
     sweep, _ = load_sweep(db, name)
     if confirmed:
-        from search.execution._loop import confirmed_front
+        from search.results import confirmed_front
 
         _print_confirmed(sweep, *confirmed_front(db, sweep))
         return

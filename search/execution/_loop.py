@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +33,8 @@ from sqlalchemy.engine import make_url
 from search._config import SweepConfig, parse_config
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
 from search.execution._trial import TrialJob, die_with_parent, run_trial
-from search.results._pareto import default_reference, hypervolume, pareto_front
+from search.results import completed_search_trials, evaluations, pooled_std, sweep_front
+from search.results._pareto import default_reference
 from search.storage._schema import TrialState
 from search.storage._store import Store, StoreError, SweepRecord, TrialRecord
 from search.strategies import Strategy, make_strategy
@@ -503,37 +504,6 @@ class Driver:
         return SweepSummary(self.sweep.name, counts, front, volume, interrupted, notes)
 
 
-def completed_search_trials(store: Store, sweep: SweepRecord) -> list[TrialRecord]:
-    """COMPLETED trials of the search (not confirm replicates) that carry every objective."""
-    names = [o["name"] for o in sweep.objectives]
-    return [
-        t
-        for t in store.trials(sweep.id, [TrialState.COMPLETED])
-        if t.replicate_of is None and all(n in t.results for n in names)
-    ]
-
-
-def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], float | None]:
-    """Pareto front of the completed full-fidelity trials and its hypervolume.
-
-    The hypervolume is normalised by the reference point (each objective divided by its reference value's
-    magnitude), so it is dimensionless and comparable over time. Without a stored reference point a
-    provisional one is derived from the trials (the driver stores one at the end of a sweep's first run).
-    """
-    names = [o["name"] for o in sweep.objectives]
-    directions = [o["direction"] for o in sweep.objectives]
-    completed = completed_search_trials(store, sweep)
-    if not completed:
-        return [], None
-    points = np.array([[t.results[n] for n in names] for t in completed], dtype=float)
-    reference = sweep.reference_point or default_reference(points, directions)
-    scale = [abs(v) or 1.0 for v in reference]
-    front = sorted(
-        (completed[i] for i in pareto_front(points, directions)), key=lambda t: t.results[names[0]]
-    )
-    return front, float(hypervolume(points, directions, reference, scale=scale))
-
-
 def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
     """Store a reference point derived from the completed trials, once, if the config gave none."""
     if sweep.reference_point is not None:
@@ -565,66 +535,6 @@ def queue_replicates(store: Store, sweep: SweepRecord, seeds: int) -> int:
             )
             added += 1
     return added
-
-
-@dataclass(frozen=True)
-class ConfirmedPoint:
-    """A front trial with its replicates: mean and sample std of each objective over all evaluations."""
-
-    trial: TrialRecord
-    evaluations: int
-    mean: dict[str, float]
-    std: dict[str, float]
-
-
-def evaluations(trials: list[TrialRecord]) -> dict[int, list[TrialRecord]]:
-    """Each COMPLETED search trial's evaluations by number: the trial itself, then its completed replicates."""
-    runs = {t.number: [t] for t in trials if t.state is TrialState.COMPLETED and t.replicate_of is None}
-    for trial in trials:
-        if trial.state is TrialState.COMPLETED and trial.replicate_of in runs:
-            runs[trial.replicate_of].append(trial)
-    return runs
-
-
-def pooled_std(runs: Iterable[list[TrialRecord]], names: list[str]) -> dict[str, float]:
-    """Pooled sample std of each objective over the trials evaluated more than once; objectives with no
-    measured spread (none replicated, or deterministic like ``bops``) are left out."""
-    squares, dof = np.zeros(len(names)), 0
-    for group in runs:
-        if len(group) > 1:
-            values = np.array([[t.results[n] for n in names] for t in group], dtype=float)
-            squares += ((values - values.mean(axis=0)) ** 2).sum(axis=0)
-            dof += len(group) - 1
-    if dof == 0:
-        return {}
-    std = np.sqrt(squares / dof)
-    return {name: float(s) for name, s in zip(names, std, strict=True) if np.isfinite(s) and s > 0}
-
-
-def confirmed_front(store: Store, sweep: SweepRecord) -> tuple[list[ConfirmedPoint], float | None]:
-    """The front rebuilt from the means of trials that have completed replicates, and its hypervolume."""
-    names = [o["name"] for o in sweep.objectives]
-    directions = [o["direction"] for o in sweep.objectives]
-    points = []
-    for group in evaluations(store.trials(sweep.id, [TrialState.COMPLETED])).values():
-        if len(group) < 2:
-            continue
-        runs = np.array([[t.results[n] for n in names] for t in group], dtype=float)
-        points.append(
-            ConfirmedPoint(
-                group[0],
-                len(runs),
-                dict(zip(names, runs.mean(axis=0).tolist(), strict=True)),
-                dict(zip(names, runs.std(axis=0, ddof=1).tolist(), strict=True)),
-            )
-        )
-    if not points:
-        return [], None
-    means = np.array([[p.mean[n] for n in names] for p in points], dtype=float)
-    reference = sweep.reference_point or default_reference(means, directions)
-    scale = [abs(v) or 1.0 for v in reference]
-    front = sorted((points[i] for i in pareto_front(means, directions)), key=lambda p: p.mean[names[0]])
-    return front, float(hypervolume(means, directions, reference, scale=scale))
 
 
 def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) -> SweepSummary:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.execution._loop import completed_search_trials, sweep_front
+from search.results._fronts import completed_search_trials, sweep_front
 from search.results._pareto import hypervolume_history
 from search.storage._store import Store, SweepRecord, TrialRecord
 

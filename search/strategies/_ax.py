@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
-from search.strategies._base import Strategy, StrategyError, _Option, register_strategy
+from search.strategies._base import CostOracle, Strategy, StrategyError, _Option, register_strategy
 from spaces import Space, SpaceError
 
 if TYPE_CHECKING:
@@ -107,8 +107,11 @@ class AxStrategy(Strategy):
         seed: int,
         options: Mapping[str, Any],
         reference_point: Mapping[str, float] | None = None,
+        costs: CostOracle | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed, options=options, reference_point=reference_point)
+        super().__init__(
+            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
+        )
         if self.options["thresholds"] is None and self.reference_point is not None:
             self.options["thresholds"] = self.reference_point  # Ax's thresholds = the sweep's reference point
         if self.options["fill_random"] and not self.options["background"]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +50,10 @@ from spaces import Space, SpaceError
 MAX_OBJECTIVES = 4
 # The Optuna constraint that marks a Rejected (never trained) config: > 0 means violated.
 FEASIBILITY_CONSTRAINT = "feasible"
+# The exact pre-training cost of a canonical config: its cost objectives' values (hardware quantities,
+# model_kb), or the reason it is rejected without training (over a budget, not convertible). The sweep
+# loop supplies one; strategies that exploit known costs use it, the others ignore it.
+CostOracle = Callable[[Mapping[str, Any]], Mapping[str, float] | str]
 
 
 class StrategyError(ValueError):
@@ -105,12 +109,14 @@ class Strategy(ABC):
         seed: int,
         options: Mapping[str, Any],
         reference_point: Mapping[str, float] | None = None,
+        costs: CostOracle | None = None,
     ) -> None:
         self.space = space
         self.objectives = tuple(objectives)
         self.seed = seed
         self.options = dict(options)
         self.reference_point = dict(reference_point) if reference_point is not None else None
+        self.costs = costs
         self._pending: set[str] = set()
         self._counts: Counter[str] = Counter()
 
@@ -231,6 +237,7 @@ def make_strategy(
     seed: int,
     options: Mapping[str, Any] | None = None,
     reference_point: Mapping[str, float] | None = None,
+    costs: CostOracle | None = None,
 ) -> Strategy:
     """Build the strategy ``name`` over ``space`` for 1..4 ``objectives``, deterministic for ``seed``.
 
@@ -264,4 +271,4 @@ def make_strategy(
                 f"objective {objective.name!r} has direction {objective.direction!r}; "
                 "allowed: minimize, maximize"
             )
-    return cls(space, objectives, seed=seed, options=resolved, reference_point=reference_point)
+    return cls(space, objectives, seed=seed, options=resolved, reference_point=reference_point, costs=costs)

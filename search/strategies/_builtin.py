@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
 from search.strategies._base import (
     FEASIBILITY_CONSTRAINT,
+    CostOracle,
     Strategy,
     StrategyError,
     _Option,
@@ -37,8 +38,11 @@ class RandomStrategy(Strategy):
         seed: int,
         options: Mapping[str, Any],
         reference_point: Mapping[str, float] | None = None,
+        costs: CostOracle | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed, options=options, reference_point=reference_point)
+        super().__init__(
+            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
+        )
         self._next_index = 0
 
     def _ask(self, n: int) -> list[Proposal]:
@@ -77,8 +81,11 @@ class GridStrategy(Strategy):
         seed: int,
         options: Mapping[str, Any],
         reference_point: Mapping[str, float] | None = None,
+        costs: CostOracle | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed, options=options, reference_point=reference_point)
+        super().__init__(
+            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
+        )
         float_points = self.options["float_points"]
         try:
             self._size = space.grid_size(float_points=float_points)
@@ -123,8 +130,11 @@ class OptunaStrategy(Strategy):
         seed: int,
         options: Mapping[str, Any],
         reference_point: Mapping[str, float] | None = None,
+        costs: CostOracle | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed, options=options, reference_point=reference_point)
+        super().__init__(
+            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
+        )
         with warnings.catch_warnings():
             # Options flagged experimental (TPE's group) are chosen deliberately for conditional spaces.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -161,7 +161,8 @@ def test_two_workers_on_postgres(postgres_url: str) -> None:
 
 
 def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: str) -> None:
-    from search.execution._loop import confirm_sweep, confirmed_front, sweep_front
+    from search.execution._loop import confirm_sweep
+    from search.results import confirmed_front, sweep_front
 
     config = parse_config(small_config(sqlite_url, trials=3))
     run_sweep(config)
@@ -200,7 +201,8 @@ def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: 
 def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.execution._loop import Driver, confirm_sweep, evaluations, pooled_std
+    from search.execution._loop import Driver, confirm_sweep
+    from search.results import evaluations, pooled_std
 
     config = parse_config(small_config(sqlite_url, trials=3))
     run_sweep(config)

@@ -16,8 +16,9 @@ import pytest
 import ray
 
 from search._config import parse_config
-from search.execution._loop import Driver, run_sweep, sweep_front
+from search.execution._loop import Driver, run_sweep
 from search.execution._ray import ExecutorError, TuneBridge
+from search.results import sweep_front
 from search.storage._schema import TrialState
 from search.storage._store import Store
 
