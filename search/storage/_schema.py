@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -113,6 +113,23 @@ class HWCostRow(Base):
     formula_version: Mapped[str] = mapped_column(String(40))
     totals: Mapped[dict[str, Any]] = mapped_column(JSON)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TrialRungRow(Base):
+    """A trial's point at one ASHA rung: the minimised (rung metric, signed costs...); None = infinity."""
+
+    __tablename__ = "trial_rungs"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "milestone", name="uq_trial_rungs"),
+        Index("ix_trial_rungs_rung", "sweep_id", "bracket", "milestone"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    bracket: Mapped[int] = mapped_column(Integer)
+    milestone: Mapped[int] = mapped_column(Integer)
+    point: Mapped[list[Any]] = mapped_column(JSON)
 
 
 class ArtifactRow(Base):

@@ -50,6 +50,7 @@ from search.storage._schema import (
     TrialMetricRow,
     TrialResultRow,
     TrialRow,
+    TrialRungRow,
     TrialState,
     utcnow,
 )
@@ -351,6 +352,16 @@ class Store:
             results = self._results(session, [r.id for r in rows])
             return [_trial_record(r, results.get(r.id, {})) for r in rows]
 
+    def count_by_state(self, sweep_id: int) -> dict[str, int]:
+        """Trials of a sweep by state name (replicates included), in one grouped query."""
+        with self._session() as session:
+            rows = session.execute(
+                select(TrialRow.state, func.count())
+                .where(TrialRow.sweep_id == sweep_id)
+                .group_by(TrialRow.state)
+            ).all()
+        return {state: int(count) for state, count in rows}
+
     def count_trials(self, sweep_id: int, states: Sequence[TrialState], *, replicates: bool = True) -> int:
         """How many trials of a sweep are in ``states`` (without confirm replicates unless ``replicates``)."""
         with self._session() as session:
@@ -503,6 +514,45 @@ class Store:
         with self._session() as session:
             rows = session.scalars(select(ArtifactRow).where(ArtifactRow.trial_id == trial_id))
             return [{"kind": r.kind, "path": r.path, "sha256": r.sha256} for r in rows]
+
+    def record_rung(
+        self, trial_id: int, bracket: int, milestone: int, point: Sequence[float]
+    ) -> tuple[list[list[float]], int]:
+        """Record a trial's ASHA point at a rung (once: a retried trial keeps its first point). Returns the
+        points of every trial of its sweep at that rung in recording order (infinities as such) and the
+        index of this trial's point among them."""
+        stored = [None if math.isinf(v) else float(v) for v in point]  # JSON has no infinity
+        with self._session() as session:
+            sweep_id = session.scalar(select(TrialRow.sweep_id).where(TrialRow.id == trial_id))
+            if sweep_id is None:
+                raise StoreError(f"no trial with id {trial_id}")
+            known = session.scalar(
+                select(TrialRungRow.id).where(
+                    TrialRungRow.trial_id == trial_id, TrialRungRow.milestone == milestone
+                )
+            )
+            if known is None:
+                session.add(
+                    TrialRungRow(
+                        sweep_id=sweep_id,
+                        trial_id=trial_id,
+                        bracket=bracket,
+                        milestone=milestone,
+                        point=stored,
+                    )
+                )
+                session.flush()
+            rows = session.execute(
+                select(TrialRungRow.trial_id, TrialRungRow.point)
+                .where(
+                    TrialRungRow.sweep_id == sweep_id,
+                    TrialRungRow.bracket == bracket,
+                    TrialRungRow.milestone == milestone,
+                )
+                .order_by(TrialRungRow.id)
+            ).all()
+        points = [[math.inf if v is None else v for v in row.point] for row in rows]
+        return points, next(i for i, row in enumerate(rows) if row.trial_id == trial_id)
 
     def record_worker(self, trial_id: int, *, worker: str, host: str) -> None:
         """Name the process and host that run a RUNNING trial (a remote executor learns them at start).

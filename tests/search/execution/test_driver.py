@@ -73,7 +73,9 @@ def test_over_budget_configs_are_rejected_without_training(sqlite_url: str) -> N
 
 
 def test_a_budget_nothing_meets_stops_the_sweep_cleanly(sqlite_url: str) -> None:
-    with pytest.raises(SweepError, match=r"in a row were infeasible or over budget \(bops <= 1\)"):
+    with pytest.raises(
+        SweepError, match=r"in a row were infeasible, over budget or already in the sweep \(bops <= 1\)"
+    ):
         run_sweep(parse_config(small_config(sqlite_url, budgets=["bops <= 1"])))
     store = Store(sqlite_url)
     sweep, _ = load_sweep(store, "tiny")
@@ -201,7 +203,7 @@ def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: 
 def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.execution._loop import Driver, confirm_sweep
+    from search.execution._loop import SweepLoop, confirm_sweep
     from search.results import evaluations, pooled_std
 
     config = parse_config(small_config(sqlite_url, trials=3))
@@ -219,11 +221,16 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     assert noise["emd_mean"] == pytest.approx(expected_std)
     assert "bops" not in noise  # the same architecture costs the same whatever the seed
 
-    driver = Driver(parse_config(small_config(sqlite_url, trials=4)))
+    driver = SweepLoop(parse_config(small_config(sqlite_url, trials=4)))
     observed: list[Any] = []
     told: list[Any] = []
     tell = driver.strategy.tell
-    monkeypatch.setattr(driver.strategy, "observe", lambda config, outcome: observed.append(outcome))
+    observe = driver.strategy.observe
+    monkeypatch.setattr(
+        driver.strategy,
+        "observe",
+        lambda config, outcome: (observed.append(outcome), observe(config, outcome)),
+    )
     monkeypatch.setattr(
         driver.strategy, "tell", lambda key, outcome: (told.append(outcome), tell(key, outcome))
     )
@@ -242,11 +249,11 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
 def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.execution._loop import Driver
+    from search.execution._loop import SweepLoop
     from search.strategies import StrategyError
 
     config = parse_config(small_config(sqlite_url, trials=3))
-    driver = Driver(config)
+    driver = SweepLoop(config)
     ask = driver.strategy.ask
     asked: list[int] = []
 
@@ -274,7 +281,7 @@ def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
 def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_trial(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search.execution._loop
+    import search.execution._executor
     from search._types import Failed
 
     def trial_whose_import_eats_ctrl_c(job: Any) -> Failed:
@@ -287,7 +294,7 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_tria
             return Failed("ImportError: initialization failed")
         return Failed("no SIGINT arrived")
 
-    monkeypatch.setattr(search.execution._loop, "run_trial", trial_whose_import_eats_ctrl_c)
+    monkeypatch.setattr(search.execution._executor, "run_trial", trial_whose_import_eats_ctrl_c)
     summary = run_sweep(parse_config(small_config(sqlite_url, trials=3)))
     assert summary.interrupted
     store = Store(sqlite_url)
