@@ -267,14 +267,23 @@ class Store:
         with self._session() as session:
             return [_sweep_record(r) for r in session.scalars(select(SweepRow).order_by(SweepRow.id))]
 
+    @staticmethod
+    def _require_sweep(session: Session, sweep_id: int) -> None:
+        if session.get(SweepRow, sweep_id) is None:
+            raise StoreError(f"no sweep with id {sweep_id}")
+
     def set_sweep_status(self, sweep_id: int, status: str) -> None:
+        """Raises StoreError if there is no such sweep."""
         with self._session() as session:
+            self._require_sweep(session, sweep_id)
             session.execute(
                 update(SweepRow).where(SweepRow.id == sweep_id).values(status=status, updated_at=utcnow())
             )
 
     def set_reference_point(self, sweep_id: int, reference_point: Sequence[float]) -> None:
+        """Raises StoreError if there is no such sweep."""
         with self._session() as session:
+            self._require_sweep(session, sweep_id)
             session.execute(
                 update(SweepRow)
                 .where(SweepRow.id == sweep_id)
@@ -382,6 +391,12 @@ class Store:
             out.setdefault(row.trial_id, {})[row.name] = row.value
         return out
 
+    @staticmethod
+    def _require_trial(session: Session, trial_id: int) -> None:
+        """An unknown id is a StoreError, not the foreign-key IntegrityError an insert would raise."""
+        if session.get(TrialRow, trial_id) is None:
+            raise StoreError(f"no trial with id {trial_id}")
+
     def _transition(self, session: Session, trial_id: int, new: TrialState) -> TrialRow:
         row = session.get(TrialRow, trial_id, with_for_update=True)
         if row is None:
@@ -463,6 +478,7 @@ class Store:
     def record_metrics(self, trial_id: int, epoch: int, metrics: Mapping[str, float]) -> None:
         """Per-epoch metrics; also advances the trial's fidelity to ``epoch``."""
         with self._session() as session:
+            self._require_trial(session, trial_id)
             session.add_all(
                 TrialMetricRow(
                     trial_id=trial_id, epoch=epoch, name=k, value=None if math.isnan(v) else float(v)
@@ -491,6 +507,7 @@ class Store:
     def record_cost(self, trial_id: int, report: Mapping[str, Any]) -> None:
         """Store (or replace) a trial's hardware cost report (``CostReport.to_dict()``)."""
         with self._session() as session:
+            self._require_trial(session, trial_id)
             session.execute(delete(HWCostRow).where(HWCostRow.trial_id == trial_id))
             session.add(
                 HWCostRow(
@@ -502,17 +519,22 @@ class Store:
             )
 
     def costs(self, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The cost reports of those of ``trial_ids`` that have one, by trial id."""
         with self._session() as session:
             rows = session.scalars(select(HWCostRow).where(HWCostRow.trial_id.in_(list(trial_ids))))
             return {r.trial_id: dict(r.report) for r in rows}
 
     def add_artifact(self, trial_id: int, kind: str, path: str, sha256: str) -> None:
         with self._session() as session:
+            self._require_trial(session, trial_id)
             session.add(ArtifactRow(trial_id=trial_id, kind=kind, path=path, sha256=sha256))
 
     def artifacts(self, trial_id: int) -> list[dict[str, str]]:
+        """A trial's artifacts in the order they were added (the last checkpoint is the newest)."""
         with self._session() as session:
-            rows = session.scalars(select(ArtifactRow).where(ArtifactRow.trial_id == trial_id))
+            rows = session.scalars(
+                select(ArtifactRow).where(ArtifactRow.trial_id == trial_id).order_by(ArtifactRow.id)
+            )
             return [{"kind": r.kind, "path": r.path, "sha256": r.sha256} for r in rows]
 
     def record_rung(

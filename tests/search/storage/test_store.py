@@ -1,4 +1,5 @@
-"""The store contract, run against SQLite and the real PostgreSQL server."""
+"""The store contract, run against SQLite and the real PostgreSQL server: the trial lifecycle, backend
+specifics, migrations and concurrency (the other Store methods are in ``test_store_contract.py``)."""
 
 from __future__ import annotations
 
