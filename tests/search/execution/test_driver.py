@@ -329,3 +329,27 @@ def test_a_missing_data_file_is_a_config_error(tmp_path: Path) -> None:
     task = {"name": "econt", "data": str(tmp_path / "nope.csv"), "rows": 100}
     with pytest.raises(ConfigError, match=r"task.data: no data file '.*nope.csv'"):
         parse_config(small_config("sqlite:///unused.db", task=task))
+
+
+@pytest.mark.slow
+def test_asha_on_local_workers_prunes_trials_that_stay_out_of_the_front(sqlite_url: str) -> None:
+    from search.results import sweep_front
+
+    scheduler = {"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1}
+    config = parse_config(
+        small_config(sqlite_url, trials=8, epochs=4, executor={"workers": 2}, scheduler=scheduler)
+    )
+    summary = run_sweep(config)
+    store = Store(sqlite_url)
+    sweep = store.get_sweep("tiny")
+    assert sweep is not None
+    trials = [t for t in store.trials(sweep.id) if t.state is not TrialState.INFEASIBLE]
+    pruned = [t for t in trials if t.state is TrialState.PRUNED]
+    completed = [t for t in trials if t.state is TrialState.COMPLETED]
+    assert len(pruned) + len(completed) == 8 and pruned
+    for trial in pruned:
+        assert 1 <= trial.fidelity < 4 and "emd_mean" not in trial.results and "bops" in trial.results
+        assert [row["epoch"] for row in store.metrics(trial.id)] == list(range(1, trial.fidelity + 1))
+    front, volume = sweep_front(store, sweep)
+    assert {t.number for t in front} <= {t.number for t in completed}
+    assert [t.number for t in summary.front] == [t.number for t in front] and summary.hypervolume == volume

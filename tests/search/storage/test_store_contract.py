@@ -317,3 +317,31 @@ def test_per_trial_data_for_an_unknown_trial_raises_store_error(
         write(store, trial + 1)
     assert store.costs([trial + 1]) == {} and store.artifacts(trial + 1) == []
     assert store.metrics(trial + 1) == []
+
+
+# -- counts and ASHA rungs ------------------------------------------------------------------------------
+def test_count_by_state_groups_one_sweeps_trials(store: Store, new_sweep: Callable[..., int]) -> None:
+    sweep, other = new_sweep("a"), new_sweep("b")
+    _finished(store, sweep, TrialState.COMPLETED)
+    _finished(store, sweep, TrialState.COMPLETED)
+    _finished(store, sweep, TrialState.FAILED)
+    _running(store, sweep)
+    _finished(store, other, TrialState.PRUNED)
+    assert store.count_by_state(sweep) == {"COMPLETED": 2, "FAILED": 1, "RUNNING": 1}
+    assert store.count_by_state(new_sweep("empty")) == {}
+
+
+def test_record_rung_keeps_a_trials_first_point_and_returns_its_rung(
+    store: Store, new_sweep: Callable[..., int]
+) -> None:
+    sweep, other = new_sweep("a"), new_sweep("b")
+    first, second, third = (_running(store, sweep) for _ in range(3))
+    assert store.record_rung(first, 0, 1, [1.0, float("inf")]) == ([[1.0, float("inf")]], 0)
+    assert store.record_rung(second, 0, 1, [2.0, 3.0]) == ([[1.0, float("inf")], [2.0, 3.0]], 1)
+    # A retried trial keeps its first point; other rungs, brackets and sweeps are apart.
+    assert store.record_rung(first, 0, 1, [9.0, 9.0]) == ([[1.0, float("inf")], [2.0, 3.0]], 0)
+    assert store.record_rung(third, 1, 1, [0.5, 0.5]) == ([[0.5, 0.5]], 0)
+    assert store.record_rung(second, 0, 3, [4.0, 4.0]) == ([[4.0, 4.0]], 0)
+    assert store.record_rung(_running(store, other), 0, 1, [7.0, 7.0]) == ([[7.0, 7.0]], 0)
+    with pytest.raises(StoreError, match="no trial with id 999999"):
+        store.record_rung(999_999, 0, 1, [1.0])
