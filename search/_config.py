@@ -178,7 +178,9 @@ class SweepConfig(_Frozen):
     seed: int = 0
     max_retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
     confirm_seeds: int = Field(
-        0, ge=0, description="after the search, re-evaluate the front with this many seeds"
+        0,
+        ge=0,
+        description="re-evaluate every trial entering the front with this many extra seeds, as it runs",
     )
     heartbeat_s: float = Field(
         10.0, gt=0, description="heartbeat interval; 3 missed beats mark a worker dead"

@@ -16,23 +16,22 @@ sweep. Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 
 from search._config import SweepConfig
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
 from search.execution._executor import Executor, Finished, WorkerLost
+from search.execution._liveness import Heartbeat, ctrl_c_latch
+from search.execution._records import fix_reference_point, outcome_of, queue_replicates, state_for
 from search.execution._setup import (
     SweepError,
     checkpoint_dir,
@@ -43,9 +42,8 @@ from search.execution._setup import (
     rung_plan,
 )
 from search.execution._trial import TrialJob
-from search.results import completed_search_trials, evaluations, pooled_std, sweep_front
-from search.results._pareto import default_reference
-from search.storage import Store, StoreError, SweepRecord, TrialRecord, TrialState
+from search.results import evaluations, pooled_std, sweep_front
+from search.storage import Store, StoreError, TrialRecord, TrialState
 
 log = logging.getLogger(__name__)
 
@@ -67,99 +65,6 @@ class SweepSummary:
 
 
 ProgressCallback = Callable[[TrialRecord, int, int], None]
-
-
-def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:
-    """The outcome a finished trial stands for, as strategies are told it."""
-    if trial.state is TrialState.COMPLETED:
-        return Completed({k: trial.results[k] for k in objectives}, fidelity=trial.fidelity)
-    if trial.state is TrialState.PRUNED:
-        return Pruned({k: v for k, v in trial.results.items() if k in objectives}, fidelity=trial.fidelity)
-    if trial.state is TrialState.INFEASIBLE:
-        return Rejected(trial.error or "infeasible")
-    return Failed(trial.error or "failed")
-
-
-def _state_for(outcome: Outcome) -> TrialState:
-    return {
-        Completed: TrialState.COMPLETED,
-        Pruned: TrialState.PRUNED,
-        Failed: TrialState.FAILED,
-        Rejected: TrialState.INFEASIBLE,
-    }[type(outcome)]
-
-
-@contextlib.contextmanager
-def _ctrl_c_latch() -> Iterator[threading.Event]:
-    """Remember every Ctrl-C, even one a library swallows: a SIGINT landing in a C extension's first import
-    (scipy's HiGHS, loaded with POT on the first EMD) comes out as an ImportError that would otherwise end
-    the trial FAILED and let the sweep run on. Python delivers signals to the main thread only."""
-    seen = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-
-    def remember(signum: int, frame: Any) -> None:
-        seen.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, remember)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
-    """Store a reference point derived from the completed trials, once, if the config gave none."""
-    if sweep.reference_point is not None:
-        return
-    names = [o["name"] for o in sweep.objectives]
-    points = [[t.results[n] for n in names] for t in completed_search_trials(store, sweep)]
-    if points:
-        store.set_reference_point(
-            sweep.id, default_reference(points, [o["direction"] for o in sweep.objectives])
-        )
-
-
-def queue_replicates(store: Store, sweep: SweepRecord, seeds: int) -> int:
-    """Queue replicates so every trial on the front has ``seeds`` of them; returns how many were added."""
-    front, _ = sweep_front(store, sweep)
-    existing: dict[int, int] = {}
-    for trial in store.trials(sweep.id):
-        if trial.replicate_of is not None:
-            existing[trial.replicate_of] = existing.get(trial.replicate_of, 0) + 1
-    added = 0
-    for trial in front:
-        for _ in range(seeds - existing.get(trial.number, 0)):
-            store.create_trial(
-                sweep.id,
-                trial.params,
-                config_hash=trial.config_hash,
-                origin="confirm",
-                replicate_of=trial.number,
-            )
-            added += 1
-    return added
-
-
-class Heartbeat(threading.Thread):
-    """Stamps the heartbeat of this driver's running trials, so other drivers can tell it is alive."""
-
-    def __init__(self, store: Store, running: Callable[[], list[int]], interval_s: float) -> None:
-        super().__init__(name="hwnas-heartbeat", daemon=True)
-        self._store, self._running, self._interval_s = store, running, interval_s
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval_s):
-            try:
-                self._store.heartbeat(self._running())
-            except StoreError:
-                log.warning("heartbeat failed; will retry", exc_info=True)
-
-    def stop(self) -> None:
-        self._stop_event.set()
 
 
 class SweepLoop:
@@ -191,6 +96,7 @@ class SweepLoop:
         self._running: dict[int, tuple[TrialRecord, str | None]] = {}  # trial id -> (trial, strategy key)
         self._known: dict[str, int] = {}  # canonical config hash -> the search trial that has it
         self._retried_keys: dict[int, str] = {}  # trial id -> strategy key of a trial queued again
+        self.timed_out = False  # the time limit stopped the run
 
     # -- resume -------------------------------------------------------------------------------------
     def _requeue_stale(self) -> None:
@@ -223,6 +129,13 @@ class SweepLoop:
                 outcome = self._with_noise([t.results for t in runs[trial.number]], outcome.fidelity)
             self.strategy.observe(trial.params, outcome)
         self._known = {t.config_hash: t.number for t in trials if t.replicate_of is None}
+        # A sweep that stopped on a streak of infeasible proposals resumes with that streak, so a resume
+        # of a space that leaves nothing feasible stops at once instead of adding another streak.
+        search = [t for t in trials if t.replicate_of is None]
+        streak = next(
+            (i for i, t in enumerate(reversed(search)) if t.state is not TrialState.INFEASIBLE), len(search)
+        )
+        self._rejections = streak
         if finished:
             log.info(
                 "resumed sweep %s: strategy rebuilt from %d finished trials", self.sweep.name, len(finished)
@@ -321,16 +234,18 @@ class SweepLoop:
     def _launch(self, started: float) -> bool:
         """Start trials while workers are free and budget remains; False once the strategy is exhausted.
 
-        Queued replicates run whatever the budget: they re-evaluate trials, they do not search.
+        Queued replicates run whatever the trial budget (they re-evaluate trials, they do not search), but
+        not past the time limit, which bounds the whole run.
         """
         limit = self.config.time_limit_s
         while len(self._running) < self.executor.capacity:
+            if limit is not None and time.monotonic() - started >= limit:
+                self.timed_out = True
+                return True
             replicate = self._queued(replicates=True)
             if replicate is not None:
                 trial, key = replicate, None
-            elif self._trained_or_running() >= self.config.trials or (
-                limit is not None and time.monotonic() - started >= limit
-            ):
+            elif self._trained_or_running() >= self.config.trials:
                 return True
             else:
                 nxt = self._next_trial()
@@ -348,13 +263,16 @@ class SweepLoop:
     # -- outcomes -----------------------------------------------------------------------------------
     def _finish(self, trial: TrialRecord, key: str | None, outcome: Outcome) -> None:
         self._rejections = self._rejections + 1 if isinstance(outcome, Rejected) else 0
-        state = _state_for(outcome)
+        state = state_for(outcome)
         if isinstance(outcome, Completed | Pruned):
             self.store.finish_trial(
                 trial.id, state, results=outcome.values, fidelity=outcome.fidelity or None
             )
         else:
             self.store.finish_trial(trial.id, state, error=outcome.reason)
+        if isinstance(outcome, Completed) and trial.replicate_of is None and self.config.confirm_seeds:
+            # Noise is handled while the search runs: a trial entering the front is re-evaluated at once.
+            queue_replicates(self.store, self.sweep, self.config.confirm_seeds)
         told = outcome
         if isinstance(outcome, Completed):
             told = Completed({k: outcome.values[k] for k in self.objectives}, fidelity=outcome.fidelity)
@@ -395,7 +313,7 @@ class SweepLoop:
         interrupted = exhausted = False
         heartbeat.start()
         try:
-            with _ctrl_c_latch() as ctrl_c:
+            with ctrl_c_latch() as ctrl_c:
                 exhausted = self._run_trials(ctrl_c)
         except BaseException as exc:
             # Ctrl-C, or the sweep cannot go on: running trials go back to the queue for `resume`.
@@ -452,11 +370,14 @@ class SweepLoop:
 def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) -> SweepSummary:
     """Create (or continue) the sweep described by ``config`` and run it to its budget.
 
-    With ``confirm_seeds`` > 0 the front's trials are then re-evaluated with that many extra seeds.
+    With ``confirm_seeds`` > 0 every trial that enters the front is re-evaluated with that many extra seeds
+    while the sweep runs, and the front's trials still lacking them at the end are confirmed then (unless the
+    time limit ended the run).
     """
-    summary = SweepLoop(config, progress=progress).run()
-    if config.confirm_seeds and not summary.interrupted:
-        summary = confirm_sweep(config, config.confirm_seeds, progress=progress)
+    loop = SweepLoop(config, progress=progress)
+    summary = loop.run()
+    if config.confirm_seeds and not summary.interrupted and not loop.timed_out:
+        summary = confirm_sweep(config, config.confirm_seeds, progress=progress)  # the front's last members
     return summary
 
 

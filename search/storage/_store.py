@@ -15,16 +15,17 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -56,15 +57,57 @@ from search.storage._schema import (
 )
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 # The store a command uses when given none (and $HWNAS_STORE is unset): a SQLite file in the working folder.
 DEFAULT_STORE_URL = "sqlite:///hwnas.db"
 _NUMBER_RETRIES = 12
-_MIGRATION_RETRIES = 5
+# SQLite runs DDL outside transactions (pysqlite), so a process opening a store another one is creating can
+# see its tables before its schema version: it waits and retries, for up to ~20 s on a loaded machine.
+_MIGRATION_RETRIES = 20
+# A store locked by another process (SQLite's busy timeout of 30 s exceeded): every call waits and retries,
+# warning each time, for up to this long before it fails. Short locks are SQLite's own business.
+BUSY_WAIT_S = 3600.0
 
 
 class StoreError(ValueError):
     """The store cannot do what was asked: unreachable database, newer schema, illegal transition, ..."""
+
+
+class _Busy(Exception):
+    """Another process holds the database's write lock longer than SQLite's busy timeout."""
+
+
+def _locked(exc: SQLAlchemyError) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def _waits_when_busy(method: F) -> F:
+    """Retry ``method`` while another process holds the store's lock, warning with the file and the time
+    waited; after ``BUSY_WAIT_S`` a StoreError names the lock. A trial never fails on a busy store."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except _Busy:
+                waited = time.monotonic() - started
+                if waited >= BUSY_WAIT_S:
+                    raise StoreError(
+                        f"the store {_redacted(self.url)} has been locked by another process for {waited:.0f} s "
+                        "(database is locked); find the process holding it (e.g. `fuser FILE`) or stop it"
+                    ) from None
+                log.warning(
+                    "the store %s is locked by another process (%.0f s so far); waiting, then retrying %s",
+                    _redacted(self.url),
+                    waited + 30,
+                    method.__name__,
+                )
+                time.sleep(1.0)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -169,6 +212,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _every_public_method_waits_when_busy(cls: type[Store]) -> type[Store]:
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_") and name != "close":
+            setattr(cls, name, _waits_when_busy(member))
+    return cls
+
+
+@_every_public_method_waits_when_busy
 class Store:
     """Sweeps and trials in SQL (SQLite with WAL by default, PostgreSQL through psycopg 3)."""
 
@@ -194,6 +245,8 @@ class Store:
             raise
         except SQLAlchemyError as exc:
             session.rollback()
+            if _locked(exc):
+                raise _Busy from exc
             raise StoreError(
                 f"database error on {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
             ) from exc
@@ -225,7 +278,7 @@ class Store:
                     raise StoreError(
                         f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
                     ) from exc
-                time.sleep(0.1 * (attempt + 1) * (0.5 + random.random()))
+                time.sleep(min(1.0, 0.1 * (attempt + 1)) * (0.5 + random.random()))
             except SQLAlchemyError as exc:
                 raise StoreError(
                     f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"

@@ -82,6 +82,10 @@ def test_a_budget_nothing_meets_stops_the_sweep_cleanly(sqlite_url: str) -> None
     assert store.get_sweep("tiny").status == "STOPPED"
     assert {t.state for t in store.trials(sweep.id)} == {TrialState.INFEASIBLE}
     assert all(store.metrics(t.id) == [] for t in store.trials(sweep.id))
+    rows = len(store.trials(sweep.id))
+    with pytest.raises(SweepError, match=r"in a row were infeasible"):  # a resume stops at once ...
+        run_sweep(parse_config(small_config(sqlite_url, budgets=["bops <= 1"])))
+    assert len(store.trials(sweep.id)) == rows  # ... adding no rows
 
 
 def test_failing_and_diverging_trials_never_stop_the_sweep(
