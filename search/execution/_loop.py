@@ -87,6 +87,10 @@ class SweepLoop:
         try:
             self.store = Store(config.store)
             self.sweep = open_sweep(self.store, config)
+            session = self.store.start_session(self.sweep.id)
+            if session > 1:  # a resume or a second driver: a stream of its own
+                self.strategy.close()
+                self.space, self.warm_start, self.strategy = prepare(config, session=session)
         except BaseException:
             self.executor.shutdown()
             raise

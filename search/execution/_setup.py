@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
 from sqlalchemy.engine import make_url
 
@@ -80,15 +81,23 @@ def warm_start_configs(config: SweepConfig, space: Any) -> list[dict[str, Any]]:
     return configs
 
 
-def prepare(config: SweepConfig) -> tuple[Any, list[dict[str, Any]], Strategy]:
-    """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema."""
+def prepare(config: SweepConfig, *, session: int = 1) -> tuple[Any, list[dict[str, Any]], Strategy]:
+    """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema.
+
+    Session 1 (the sweep's first driver) seeds the strategy with the sweep's seed, so a sweep is
+    reproducible; later sessions (a resume, a second driver at once) draw their own stream, so they never
+    repeat the proposals of a driver that ran before or runs beside them.
+    """
     space = resolve_space(config)
     warm_start = warm_start_configs(config, space)
+    seed = config.seed
+    if session > 1:
+        seed = int(np.random.SeedSequence([config.seed, session]).generate_state(1)[0])
     strategy = make_strategy(
         config.strategy.name,
         space,
         config.objectives,
-        seed=config.seed,
+        seed=seed,
         options=config.strategy.options,
         reference_point=config.reference_point,
         costs=cost_oracle(config.task, config.hardware, [o.name for o in config.objectives], config.budgets),

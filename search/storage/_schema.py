@@ -56,6 +56,8 @@ class SweepRow(Base):
     status: Mapped[str] = mapped_column(String(20), default="RUNNING")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Drivers started on this sweep so far (launch, resume, confirm, concurrent launches alike).
+    sessions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TrialRow(Base):

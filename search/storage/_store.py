@@ -333,6 +333,20 @@ class Store:
                 update(SweepRow).where(SweepRow.id == sweep_id).values(status=status, updated_at=utcnow())
             )
 
+    def start_session(self, sweep_id: int) -> int:
+        """Count one more driver started on the sweep and return its session number (1, 2, ...): atomic, so
+        drivers that start at once get different numbers."""
+        with self._session() as session:
+            number = session.scalar(
+                update(SweepRow)
+                .where(SweepRow.id == sweep_id)
+                .values(sessions=SweepRow.sessions + 1)
+                .returning(SweepRow.sessions)
+            )
+            if number is None:
+                raise StoreError(f"no sweep with id {sweep_id}")
+            return int(number)
+
     def set_reference_point(self, sweep_id: int, reference_point: Sequence[float]) -> None:
         """Raises StoreError if there is no such sweep."""
         with self._session() as session:

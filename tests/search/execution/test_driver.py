@@ -357,3 +357,16 @@ def test_asha_on_local_workers_prunes_trials_that_stay_out_of_the_front(sqlite_u
     front, volume = sweep_front(store, sweep)
     assert {t.number for t in front} <= {t.number for t in completed}
     assert [t.number for t in summary.front] == [t.number for t in front] and summary.hypervolume == volume
+
+
+def test_a_resumed_sweep_draws_its_own_stream_and_never_trains_a_config_twice(sqlite_url: str) -> None:
+    from search.execution._loop import SweepLoop
+
+    run_sweep(parse_config(small_config(sqlite_url, trials=2)))
+    resumed = SweepLoop(parse_config(small_config(sqlite_url, trials=4)))
+    assert resumed.strategy.seed != 3  # session 2 of the sweep: not the first session's stream
+    resumed.run()
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trained = [t for t in store.trials(sweep.id) if t.state is not TrialState.INFEASIBLE]
+    assert len(trained) == 4 and len({t.config_hash for t in trained}) == 4

@@ -345,3 +345,11 @@ def test_record_rung_keeps_a_trials_first_point_and_returns_its_rung(
     assert store.record_rung(_running(store, other), 0, 1, [7.0, 7.0]) == ([[7.0, 7.0]], 0)
     with pytest.raises(StoreError, match="no trial with id 999999"):
         store.record_rung(999_999, 0, 1, [1.0])
+
+
+def test_start_session_counts_the_drivers_of_one_sweep(store: Store, new_sweep: Callable[..., int]) -> None:
+    sweep, other = new_sweep("a"), new_sweep("b")
+    assert [store.start_session(sweep) for _ in range(3)] == [1, 2, 3]
+    assert store.start_session(other) == 1
+    with pytest.raises(StoreError, match="no sweep with id 999999"):
+        store.start_session(999_999)

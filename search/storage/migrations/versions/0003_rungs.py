@@ -1,5 +1,6 @@
 """ASHA rungs: the point each trial recorded at each rung it reached, so any executor's trials (and a
-resumed sweep) compare against the same rung records.
+resumed sweep) compare against the same rung records. Sweep sessions: how many times a driver has started
+on the sweep, so each session's strategy draws its own stream.
 
 Revision ID: 0003
 Revises: 0002
@@ -13,6 +14,8 @@ down_revision = "0002"
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("sweeps") as batch:
+        batch.add_column(sa.Column("sessions", sa.Integer, nullable=False, server_default="0"))
     op.create_table(
         "trial_rungs",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -27,5 +30,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sweeps") as batch:
+        batch.drop_column("sessions")
     op.drop_index("ix_trial_rungs_rung", "trial_rungs")
     op.drop_table("trial_rungs")
