@@ -413,8 +413,8 @@ def write_dataset(
     return rows
 
 
-def _detect_kind(path: Path) -> tuple[Kind, bool, int]:
-    """(kind, has header, stored columns) from the file's shape and first rows."""
+def detect_kind(path: Path) -> tuple[Kind, bool, int]:
+    """(kind, has header, stored columns) from the file's shape and first rows (rules: :func:`check_file`)."""
     if path.suffix.lower() == ".npy":
         array = _open_npy(path)
         columns = array.shape[1] if array.ndim == 2 else 0
@@ -434,16 +434,19 @@ def _detect_kind(path: Path) -> tuple[Kind, bool, int]:
         return ("econt" if integral else "waveform"), False, len(fields)
 
 
-def check_file(path: str | os.PathLike[str]) -> FileSummary:
-    """Read a whole data file, validating every row, and summarise it.
+def check_file(path: str | os.PathLike[str], kind: Kind | None = None) -> FileSummary:
+    """Read a whole data file as ``kind`` data, validating every row, and summarise it.
 
-    The kind is inferred: a header naming CALQ_0 means econt, another header waveform; without a header
-    more than 49 columns means econt (the public headerless format), 49 waveform (time + samples), and for
-    48 columns integer values mean econt (ADC counts) and fractional ones waveform. Raises DataError as
-    the loaders do.
+    Without ``kind`` it is inferred: a header naming CALQ_0 means econt, another header waveform; without a
+    header more than 49 columns means econt (the public headerless format), 49 waveform (time + samples),
+    and for 48 columns integer values mean econt (ADC counts) and fractional ones waveform. Raises
+    DataError as the loaders do, or for an unknown ``kind``.
     """
     file = Path(path)
-    kind, header, columns = _detect_kind(file)
+    if kind is not None and kind not in KINDS:
+        raise DataError(f"unknown data kind {kind!r}; allowed: {', '.join(KINDS)}")
+    detected, header, columns = detect_kind(file)
+    kind = detected if kind is None else kind
     stats = _ReadStats()
     chunks = (
         list(_econt_blocks(file, _DEFAULT_CHUNK_ROWS, stats)) if kind == "econt" else [load_waveform(file)]
