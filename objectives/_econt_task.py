@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -16,7 +15,7 @@ from torch import nn
 
 from objectives._emd import emd_hex
 from objectives._geometry import from_8x8, to_8x8
-from objectives._io import FileSummary, check_file, detect_kind, load_econt, write_dataset
+from objectives._io import FileSummary, check_file, load_econt, looks_like, write_dataset
 from objectives._losses import charge_weighted_mse, telescope_loss
 from objectives._registry import register_task
 from objectives._synth import synth_econt
@@ -86,7 +85,7 @@ class EcontTask(Task):
         return check_file(path, kind="econt")
 
     def recognizes(self, path: str | os.PathLike[str]) -> bool:
-        return detect_kind(Path(path))[0] == "econt"
+        return looks_like(path, "econt")
 
     def prepare(
         self, source: str | os.PathLike[str] = SYNTHETIC, *, rows: int, seed: int, val_rows: int | None = None

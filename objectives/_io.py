@@ -41,7 +41,7 @@ class FileSummary:
     """
 
     path: Path
-    kind: Kind
+    kind: str  # the task (or data kind) the file was read as
     format: Literal["csv", "npy"]
     header: bool
     columns: int
@@ -432,6 +432,24 @@ def detect_kind(path: Path) -> tuple[Kind, bool, int]:
             return ("econt" if len(fields) > N_SAMPLES + 1 else "waveform"), False, len(fields)
         integral = all(float(f) == round(float(f)) for f in fields)
         return ("econt" if integral else "waveform"), False, len(fields)
+
+
+def looks_like(path: str | os.PathLike[str], kind: Kind) -> bool:
+    """Whether ``path`` is a .csv/.npy file that :func:`check_file` would read as ``kind`` data.
+
+    False, never an error, for other suffixes and for files the detector cannot read (another task's
+    format); the column count must fit: 48 or 49 for waveform, at least 48 for econt.
+    """
+    file = Path(path)
+    if file.suffix.lower() not in _FORMATS:
+        return False
+    try:
+        detected, _, columns = detect_kind(file)
+    except DataError:
+        return False
+    if kind == "waveform":
+        return detected == kind and columns in (N_SAMPLES, N_SAMPLES + 1)
+    return detected == kind and columns >= N_CELLS
 
 
 def check_file(path: str | os.PathLike[str], kind: Kind | None = None) -> FileSummary:

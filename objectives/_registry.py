@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 import spaces
-from objectives._errors import ObjectivesError
+from objectives._errors import DataError, ObjectivesError
 from objectives._tasks import Task
 
 _DIRECTIONS = ("minimize", "maximize")
@@ -113,8 +114,10 @@ def get_task(name: str, *, loss: str | None = None) -> Task:
 def task_for_file(path: str | os.PathLike[str]) -> Task:
     """The first registered task that recognizes the data file; ObjectivesError if none does.
 
-    DataError (a subclass) when the file cannot be opened or read at all.
+    DataError (a subclass) when there is no such file.
     """
+    if not Path(path).is_file():
+        raise DataError(f"{path}: file not found")
     for name in _FACTORIES:
         task = get_task(name)
         if task.recognizes(path):

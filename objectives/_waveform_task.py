@@ -8,14 +8,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import torch
 from torch import nn
 
-from objectives._io import FileSummary, check_file, detect_kind, load_waveform, write_dataset
+from objectives._io import FileSummary, check_file, load_waveform, looks_like, write_dataset
 from objectives._losses import charge_weighted_mse
 from objectives._pulse import emd_1d, integral_error
 from objectives._registry import register_task
@@ -59,7 +58,7 @@ class WaveformTask(Task):
         return check_file(path, kind="waveform")
 
     def recognizes(self, path: str | os.PathLike[str]) -> bool:
-        return detect_kind(Path(path))[0] == "waveform"
+        return looks_like(path, "waveform")
 
     def prepare(
         self, source: str | os.PathLike[str] = SYNTHETIC, *, rows: int, seed: int, val_rows: int | None = None
