@@ -16,10 +16,11 @@ Example::
     metrics = task.evaluate(model, data)  # {"emd_mean": ..., "val_loss": ...}
 """
 
+from objectives._check import FileSummary, check_file
 from objectives._emd import EMDResult, emd_hex
 from objectives._errors import DataError, DivergedError, ObjectivesError
 from objectives._geometry import CALQ_TO_PIXEL, from_8x8, to_8x8
-from objectives._io import FileSummary, check_file, iter_econt, load_econt, load_waveform, write_dataset
+from objectives._io import iter_econt, load_econt, load_waveform, write_dataset
 from objectives._losses import charge_weighted_mse, telescope_loss
 from objectives._pulse import emd_1d, integral_error
 from objectives._registry import (

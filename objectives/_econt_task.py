@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from objectives._check import FileSummary, check_file, looks_like
 from objectives._emd import emd_hex
 from objectives._geometry import from_8x8, to_8x8
-from objectives._io import FileSummary, check_file, load_econt, looks_like, write_dataset
+from objectives._io import load_econt, write_dataset
 from objectives._losses import charge_weighted_mse, telescope_loss
 from objectives._registry import register_task
 from objectives._synth import synth_econt
@@ -68,7 +69,7 @@ class EcontTask(Task):
         }
     )
     primary_metric = "emd_mean"
-    synth_options = MappingProxyType({"pileup": "mean pile-up charge per cell in ADC counts (default 0)"})
+    synth_options = MappingProxyType({"pileup": "mean pile-up charge per cell, ADC counts; default 0"})
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
         """(N, 48) float32 charges in CALQ order from a CSV (public or with header) or .npy file."""

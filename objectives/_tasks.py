@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 import spaces
+from objectives._check import FileSummary
 from objectives._errors import DivergedError, ObjectivesError
-from objectives._io import FileSummary
 from objectives._transform import split_indices
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from objectives._io import FileSummary, check_file, load_waveform, looks_like, write_dataset
+from objectives._check import FileSummary, check_file, looks_like
+from objectives._io import load_waveform, write_dataset
 from objectives._losses import charge_weighted_mse
 from objectives._pulse import emd_1d, integral_error
 from objectives._registry import register_task

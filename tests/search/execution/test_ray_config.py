@@ -197,9 +197,9 @@ def test_rung_reports_carry_the_pre_training_costs_which_the_store_keeps_out_of_
 def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: str) -> None:
     import torch
 
-    from objectives import emd_hex, from_8x8
+    from objectives import emd_hex, from_8x8, get_task
     from objectives._tasks import predict
-    from spaces import build_model, get_preset
+    from spaces import get_preset
 
     config = parse_config(
         ray_config(sqlite_url, scheduler={"kind": "asha", "metric": "emd", "emd_rows": 120})
@@ -208,7 +208,7 @@ def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: 
     trial = driver.store.create_trial(driver.sweep.id, get_preset("econt_baseline"), config_hash="h")
     job = driver._job(trial)
     torch.manual_seed(0)
-    model = build_model("econt", get_preset("econt_baseline"))
+    model = get_task("econt").build_model(get_preset("econt_baseline"))
     reports: list[dict[str, float]] = []
     rung_reporter(job, "emd_mean_subsample", 120, reports.append)(1, {"val_loss": 1.0}, model, {})
     data = task_data(job.task, job.data_seed)
