@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from ray._private.utils import check_version_info
+from sweep_configs import tiny_sweep
 
 from search._config import ConfigError, parse_config
 from search._types import Completed, Failed, Pruned
@@ -21,21 +22,8 @@ from search.storage import Store
 
 
 def ray_config(store: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": "ray-tiny",
-        "task": {"name": "econt", "data": "synthetic", "rows": 1500, "val_rows": 300},
-        "space": "econt",
-        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
-        "strategy": {"name": "random"},
-        "trials": 3,
-        "epochs": 9,
-        "store": store,
-        "seed": 5,
-        "executor": {"kind": "ray", "workers": 1},
-        "scheduler": {"kind": "asha"},
-    }
-    config.update(overrides)
-    return config
+    ray = {"name": "ray-tiny", "epochs": 9, "seed": 5, "executor": {"kind": "ray", "workers": 1}}
+    return tiny_sweep(store, **{**ray, "scheduler": {"kind": "asha"}, **overrides})
 
 
 def local(store: str, **overrides: Any) -> SweepLoop:
