@@ -702,7 +702,7 @@ class HwnasStrategy(Strategy):
             calls = attempts = 0
             while attempts < 50 * budget and (calls < budget or not self._archive):
                 attempts += 1
-                if front and attempts % 2:
+                if front and rng.random() < 0.5:
                     source = front[int(rng.integers(0, len(front)))].config
                     config = self._mutate(source, rng, arch=True)
                 else:

@@ -423,3 +423,47 @@ def test_finds_a_better_front_than_random_search() -> None:
         theirs.append(_hypervolume(run(random, TOY, asks=trials)))
     assert np.median(ours) > np.median(theirs) + 0.1, (ours, theirs)
     assert min(ours) > np.median(theirs)
+
+
+@pytest.mark.slow
+def test_econt_with_the_real_cost_oracle() -> None:
+    from hw_models import HWError, HWSettings, estimate
+    from objectives import get_task
+    from spaces import build_model, get_space
+
+    space, task = get_space("econt"), get_task("econt")
+
+    def costs_of(config: Mapping[str, Any]) -> dict[str, float] | str:
+        try:
+            report = estimate(build_model("econt", config).encoder, task.input_shape, HWSettings())
+        except HWError as exc:
+            return f"hardware model: {exc}"
+        return {name: float(value) for name, value in report.totals.items()}
+
+    calls: list[dict[str, Any]] = []
+
+    def oracle(config: Mapping[str, Any]) -> dict[str, float] | str:
+        calls.append(dict(config))
+        return costs_of(config)
+
+    objectives = (Objective("emd_mean"), Objective("bops"))
+    strategy = make_strategy("hwnas", space, objectives, seed=0, options={"n_initial": 3}, costs=oracle)
+    proposed = []
+    for _ in range(6):
+        (proposal,) = strategy.ask(1)
+        assert space.validate(proposal.config) == proposal.config
+        costs = costs_of(proposal.config)
+        assert isinstance(costs, dict)
+        emd = 3.0 / (1.0 + math.log10(1.0 + costs["ops"])) + abs(math.log10(proposal.config["lr"]) + 2.5)
+        strategy.tell(proposal.key, Completed({"emd_mean": emd, "bops": costs["bops"]}))
+        proposed.append(_config_key(proposal.config))
+    assert len(set(proposed)) == 6
+    assert strategy.state_dict()["phase"] == "model"
+    # One oracle call per architecture: the training settings never cause another.
+    training = {"lr", "batch_size", "l1_reg", "l1"}
+    architectures = [
+        json.dumps({k: v for k, v in c.items() if k not in training}, sort_keys=True) for c in calls
+    ]
+    assert len(architectures) == len(set(architectures)) == strategy.state_dict()["oracle_calls"]
+    # Bounded cost calls: 8 on the first ask, then 1 per ask (plus retries only while nothing is accepted).
+    assert len(calls) <= 8 + 5 + 2
