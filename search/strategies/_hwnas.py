@@ -9,19 +9,21 @@ learning over a pool, with exact cost axes). Each ``ask``:
 1. **Candidate pool.** Architectures already costed (the *archive*) are recombined with fresh training
    settings (``training_params``, default lr, batch_size, l1_reg, l1: the cost does not depend on them, so
    such candidates cost nothing to price), training settings of front members are perturbed, and at most
-   ``cost_calls`` new architectures are costed (mutations of front members first, then random draws). Every
-   candidate is validated (infeasible ones dropped) and deduplicated by canonical config hash against
+   ``cost_calls`` new architectures are costed per ask: random draws until there is a front, then nine
+   times in ten a mutation of a front member's architecture (one or two parameters stepped along their
+   domain or redrawn; layers appearing or vanishing get drawn or dropped parameters), else a draw. Every
+   candidate is validated (infeasible ones dropped) and deduplicated by canonical config against
    everything asked or observed: two trials never share architecture *and* training settings. Costs are
    cached by architecture; architectures the oracle rejects (over a budget, not convertible) are never
-   proposed. The first ask costs up to ``4 * cost_calls`` architectures; when the archive is still empty
+   proposed. The first ask costs up to ``8 * cost_calls`` architectures; when the archive is still empty
    it keeps costing until one is accepted, and after 64 rejections in a row without any accepted
    architecture it raises :class:`StrategyError` ("every candidate is rejected ...") instead of searching
    forever.
-2. **Quality model.** One regressor per quality objective over an encoding of the conditional config (each
-   parameter scaled to [0, 1], log parameters on a log scale, unordered choices one-hot; an inactive
+2. **Quality model.** A regressor of the quality objectives over an encoding of the conditional config
+   (each parameter scaled to [0, 1], log parameters on a log scale, unordered choices one-hot; an inactive
    parameter takes the neutral 0.5 and each distinct activation condition gets a 0/1 indicator), plus the
    exact log-costs as features (quality correlates with size). ``model``: ``rf`` (random forest, the mean
-   and spread over its trees) or ``gp`` (Matern-5/2 ARD Gaussian process with a noise term).
+   and spread over its trees) or ``gp`` (isotropic Matern-5/2 Gaussian process with a noise term).
 3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
    as log10(1 + cost), each axis scaled by the observed range) with the sweep's reference point or, without
    one, the front's nadir plus 10 % of the range. For one quality objective the EHVI is exact and cheap: the
@@ -29,8 +31,9 @@ learning over a pool, with exact cost axes). Each ``ask``:
    the candidate dominates of cell volume times the expected improvement below the threshold. For several
    quality objectives it is a Monte-Carlo estimate (32 common random draws, hypervolumes by ``moocore``).
    Candidates whose known cost is weakly dominated by an observed front member with an equal or better
-   quality than the candidate's predicted mean are never proposed (with at least one cost objective). Ties (e.g. no improvement expected
-   anywhere) go to the candidate farthest along the cost axes from every known and pending config. A batch
+   quality than the candidate's predicted mean are never proposed (with at least one cost objective). Ties
+   (e.g. no improvement expected anywhere) go to the candidate farthest along the cost axes from every
+   known and pending config. A batch
    (``ask(n)`` with n > 1, and proposals still pending) is chosen greedily, each pick entering the front at
    its predicted mean ("kriging believer"), so a batch spreads instead of piling up.
 
@@ -58,7 +61,10 @@ Pruned         enters the quality model with its partial quality (training was c
                front (partial fidelity).
 Failed         enters the quality model with the worst completed quality of each objective: a collapsed or
                crashed config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
-Rejected       never trained: only deduplicated (its config is never proposed again); it is not quality data.
+Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its
+               architecture is banned too (a proposal is feasible, so the driver rejected it for a budget or
+               a failed conversion, which no training setting changes; an observed one unless the space's
+               constraints explain it).
 =============  ==============================================================================================
 
 Resume: ``observe`` records the trial exactly as ``tell`` would (model data, front, dedup set), so after a
@@ -82,7 +88,7 @@ from scipy.special import ndtr
 
 from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
 from search.strategies._base import CostOracle, Strategy, StrategyError, _Option, register_strategy
-from spaces import BoolParam, ChoiceParam, FloatParam, IntParam, Param, Space
+from spaces import BoolParam, ChoiceParam, FloatParam, Infeasible, IntParam, Param, Space
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,12 @@ _CELL_CHUNK = 1_000_000  # candidates x cells evaluated at once by the exact EHV
 _TIE_TOLERANCE = 1e-9
 _FEATURE_WEIGHT = 0.25  # weight of config distance next to cost distance in space-filling draws
 _NEUTRAL = 0.5
+_MUTATION_SHARE = 0.9  # new architectures once there is a front: mutations of its members, else draws
+# A forest refits every tree while it has fewer rows than this (each result matters then: partial refits
+# cost hypervolume on the toy problem of the tests), or once the data grew by _REFIT_GROWTH since the last
+# full fit; otherwise a quarter of its trees.
+_ROLLING_FROM = 64
+_REFIT_GROWTH = 1.2
 
 
 def _phi(z: np.ndarray) -> np.ndarray:
@@ -287,50 +299,96 @@ class ConfigEncoder:
 
 
 class QualityModel:
-    """One regressor per quality objective: ``rf`` (random forest; spread over trees) or ``gp``."""
+    """A regressor of the quality objectives: ``rf`` (a random forest of bootstrapped, multi-output
+    scikit-learn trees, each split over half the features; mean and spread over the trees) or ``gp`` (one
+    isotropic Matern-5/2 Gaussian process with a noise term per objective, scikit-learn)."""
 
     def __init__(self, kind: str, seed: int, trees: int) -> None:
         self.kind = kind
         self.seed = seed
         self.trees = trees
         self._models: list[Any] = []
+        self._full_rows = 0
+        self._shape: tuple[int, int] = (0, 0)
+        self._next_tree = 0
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> None:
-        self._models = []
+        """Fit on all the data (a forest may keep some trees of the previous fit, see ``_fit_forest``)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn convergence chatter on tiny data sets
-            for column in range(targets.shape[1]):
-                self._models.append(self._fit_one(features, targets[:, column]))
+            if self.kind == "rf":
+                self._fit_forest(features, targets)
+            else:
+                self._models = [self._fit_gp(features, targets[:, j]) for j in range(targets.shape[1])]
 
-    def _fit_one(self, features: np.ndarray, target: np.ndarray) -> Any:
-        if self.kind == "rf":
-            from sklearn.ensemble import RandomForestRegressor
+    def _fit_forest(self, features: np.ndarray, targets: np.ndarray) -> None:
+        """Fit the forest, tree by tree (what RandomForestRegressor does) with the input checks done once
+        instead of per tree: they cost more than fitting a tree on a few hundred rows.
 
-            model = RandomForestRegressor(
-                n_estimators=self.trees, max_features=0.5, min_samples_leaf=1, random_state=self.seed
-            )
+        From 64 rows on, refits are incremental: while the data has grown by less than a fifth since the
+        last full fit, only the quarter of the trees fitted longest ago is refitted (on all the data), so a
+        refit after each trial costs a quarter of a full one and no tree lags more than four refits behind."""
+        from sklearn.tree import DecisionTreeRegressor
+
+        rows = len(features)
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        y = np.ascontiguousarray(targets, dtype=np.float64)
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or rows < 2:
+            raise ValueError(f"a forest needs >= 2 rows of finite values, got {rows} rows")
+        shape = (x.shape[1], y.shape[1])
+        full = (
+            len(self._models) != self.trees
+            or shape != self._shape
+            or rows < _ROLLING_FROM
+            or rows >= _REFIT_GROWTH * self._full_rows
+        )
+        if full:
+            self._models = [None] * self.trees
+            self._full_rows, self._shape, self._next_tree = rows, shape, 0
+            order = range(self.trees)
         else:
-            from sklearn.gaussian_process import GaussianProcessRegressor
-            from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+            order = range(self._next_tree, self._next_tree + max(1, self.trees // 4))
+        for position in order:
+            index = position % self.trees
+            rng = np.random.default_rng([self.seed, rows, index])
+            sample = rng.integers(0, rows, rows)
+            tree = DecisionTreeRegressor(max_features=0.5, random_state=int(rng.integers(0, 2**31)))
+            tree.fit(x[sample], y[sample], check_input=False)
+            self._models[index] = tree
+        if not full:
+            self._next_tree = (self._next_tree + max(1, self.trees // 4)) % self.trees
 
-            kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
-                length_scale=np.ones(features.shape[1]), length_scale_bounds=(1e-2, 1e2), nu=2.5
-            ) + WhiteKernel(1e-2, (1e-6, 1.0))
-            model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=self.seed)
+    def reset(self) -> None:
+        """Forget every fitted regressor (the next fit is a full one)."""
+        self._models = []
+        self._full_rows = 0
+
+    def _fit_gp(self, features: np.ndarray, target: np.ndarray) -> Any:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        # Isotropic: an ARD kernel over the ~45 encoded dimensions of the econt space took seconds per fit
+        # here, against a few hundredths of a second for three hyperparameters.
+        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+            length_scale=1.0, length_scale_bounds=(1e-2, 1e2), nu=2.5
+        ) + WhiteKernel(1e-2, (1e-6, 1.0))
+        model = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=self.seed)
         model.fit(features, target)
         return model
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation, each (rows, quality objectives)."""
+        if self.kind == "rf":
+            x = np.ascontiguousarray(features, dtype=np.float32)
+            per_tree = np.stack(
+                [tree.predict(x, check_input=False).reshape(len(x), -1) for tree in self._models]
+            )
+            return per_tree.mean(axis=0), per_tree.std(axis=0)
         means, stds = [], []
         for model in self._models:
-            if self.kind == "rf":
-                per_tree = np.stack([tree.predict(features) for tree in model.estimators_])
-                means.append(per_tree.mean(axis=0))
-                stds.append(per_tree.std(axis=0))
-            else:
-                mean, std = model.predict(features, return_std=True)
-                means.append(mean)
-                stds.append(std)
+            mean, std = model.predict(features, return_std=True)
+            means.append(mean)
+            stds.append(std)
         return np.stack(means, axis=1), np.stack(stds, axis=1)
 
 
@@ -400,10 +458,12 @@ class HwnasStrategy(Strategy):
                 )
         self._encoder = ConfigEncoder(space)
         self._trees = self.options["trees"] or _DEFAULT_TREES
+        self._quality_model = QualityModel(self.options["model"], seed, self._trees)
         self._records: list[_Record] = []
         self._seen: set[str] = set()
         self._pending_configs: dict[str, dict[str, Any]] = {}
         self._arch_costs: dict[str, dict[str, float] | str] = {}
+        self._banned: set[str] = set()  # architectures whose trials the driver rejected
         self._archive: list[str] = []  # accepted architecture keys, in costing order
         self._arch_configs: dict[str, dict[str, Any]] = {}
         self._oracle_calls = 0
@@ -457,14 +517,26 @@ class HwnasStrategy(Strategy):
 
     def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
         config = self._pending_configs.pop(key)
-        self._record(config, outcome)
+        self._record(config, outcome, proposed=True)
 
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         self._seen.add(_config_key(canonical))
-        self._record(canonical, outcome)
+        self._record(canonical, outcome, proposed=False)
 
-    def _record(self, config: dict[str, Any], outcome: Outcome) -> None:
+    def _record(self, config: dict[str, Any], outcome: Outcome, *, proposed: bool) -> None:
         kind = type(outcome).__name__.lower()
+        # Proposals are feasible, so a Rejected one was over a budget the driver checks (or could not be
+        # converted): that is the architecture's fault, whatever the training settings. An observed one is
+        # banned likewise unless the space's constraints explain it.
+        if (
+            isinstance(outcome, Rejected)
+            and self._cost_names
+            and (proposed or not isinstance(self.space.validate(config), Infeasible))
+        ):
+            arch = self._arch_key(config)
+            self._banned.add(arch)
+            if arch in self._archive:
+                self._archive.remove(arch)
         told: dict[str, float] = {}
         if isinstance(outcome, Completed | Pruned):
             told = {name: float(outcome.values[name]) for name in self._sign if name in outcome.values}
@@ -507,7 +579,8 @@ class HwnasStrategy(Strategy):
         if bad:
             raise StrategyError(f"the cost oracle returned NaN for {sorted(bad)} of config {config}")
         self._arch_costs[key] = costs
-        self._archive.append(key)
+        if key not in self._banned:
+            self._archive.append(key)
         self._arch_configs[key] = {k: v for k, v in config.items() if k not in self._training}
         self._rejected_in_a_row = 0
         return costs
@@ -589,12 +662,13 @@ class HwnasStrategy(Strategy):
             problem = data
         else:
             configs, costs, targets = data
-            model = QualityModel(self.options["model"], self.seed, self._trees)
+            model = self._quality_model
             kind = "fit error"
             try:
                 model.fit(self._features(configs, costs), targets)
                 self._model, problem = model, ""
             except Exception as exc:  # a model that cannot be fitted never stops the sweep
+                model.reset()
                 problem = f"fitting the {self.options['model']} quality model failed: {exc}"
         self._phase = "model" if self._model is not None else "space-filling"
         self._model_problem = problem or None
@@ -687,6 +761,8 @@ class HwnasStrategy(Strategy):
                 pool[config_hash] = _Candidate(config, config_hash, np.zeros(0))
                 return False
             key = self._arch_key(config)
+            if key in self._banned:
+                return False
             called = key not in self._arch_costs
             if called and not may_cost:
                 return False
@@ -702,7 +778,7 @@ class HwnasStrategy(Strategy):
             calls = attempts = 0
             while attempts < 50 * budget and (calls < budget or not self._archive):
                 attempts += 1
-                if front and rng.random() < 0.5:
+                if front and rng.random() < _MUTATION_SHARE:
                     source = front[int(rng.integers(0, len(front)))].config
                     config = self._mutate(source, rng, arch=True)
                 else:
@@ -962,7 +1038,8 @@ class HwnasStrategy(Strategy):
             "oracle_calls": self._oracle_calls,
             "dominated_explorations": self._explorations,
             "architectures_costed": len(self._arch_costs),
-            "architectures_rejected": sum(isinstance(v, str) for v in self._arch_costs.values()),
+            "architectures_rejected": sum(isinstance(v, str) for v in self._arch_costs.values())
+            + len(self._banned),
             "cost_objectives": list(self._cost_names),
             "quality_objectives": list(self._quality_names),
         }

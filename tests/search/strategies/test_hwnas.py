@@ -342,6 +342,22 @@ def test_every_candidate_over_budget_stops_with_that_message() -> None:
         hwnas(oracle=oracle).ask(1)
 
 
+def test_an_architecture_the_driver_rejected_is_never_proposed_again() -> None:
+    strategy = hwnas(n_initial=4)  # the oracle knows no budget: the driver applies it
+    rejected: set[str] = set()
+    for _ in range(30):
+        (proposal,) = strategy.ask(1)
+        config = proposal.config
+        arch = json.dumps({k: v for k, v in config.items() if k != "lr"}, sort_keys=True)
+        assert arch not in rejected
+        if toy_ops(config) > 2000:
+            rejected.add(arch)
+            strategy.tell(proposal.key, Rejected("ops exceeds budget ops <= 2000"))
+        else:
+            strategy.tell(proposal.key, Completed({"emd_mean": toy_quality(config), "ops": toy_ops(config)}))
+    assert rejected
+
+
 def test_configs_the_oracle_rejects_are_never_proposed() -> None:
     oracle, _ = make_oracle(limit=3000.0)
     strategy = hwnas(oracle=oracle, n_initial=4)
