@@ -189,6 +189,22 @@ def test_selection_never_proposes_a_config_whose_cost_a_front_member_dominates_a
     assert any(256 <= toy_ops(c.config) < 4096 for c in chosen)
 
 
+def test_ties_go_to_the_candidate_farthest_along_the_cost_axis() -> None:
+    strategy = hwnas(seed=1, n_initial=2)
+    for width, quality in [(32, 1.0), (64, 0.9)]:
+        config = {"n_layers": 1, "width0": width, "bits": 8, "lr": 3e-3}
+        strategy.observe(config, Completed({"emd_mean": quality, "ops": toy_ops(config)}))
+    pool = []
+    for width, bits in [(16, 8), (8, 8), (2, 2), (4, 2)]:  # all cheaper than the front: none dominated
+        config = TOY.canonicalize({"n_layers": 1, "width0": width, "bits": bits, "lr": 3e-3})
+        result = strategy._oracle(config)
+        assert isinstance(result, dict)
+        pool.append(_Candidate(config, _config_key(config), strategy._transform_costs(result)))
+    # A predicted quality far beyond the reference point and no uncertainty: every EHVI is 0, a tie.
+    chosen = strategy._select(pool, 2, ConstantModel(100.0, 0.0))
+    assert [toy_ops(c.config) for c in chosen] == [64.0, 1024.0]  # the cheapest, then the middle
+
+
 def test_every_proposal_of_a_sweep_is_undominated_at_its_predicted_quality() -> None:
     strategy = hwnas(seed=2, n_initial=6)
     checked = 0
