@@ -74,8 +74,9 @@ Rejected       never trained, not quality data. Its config is never proposed aga
 =============  ==============================================================================================
 
 Resume: ``observe`` records the trial exactly as ``tell`` would (model data, front, dedup set), so after a
-resume no observed config is proposed again; costs of observed architectures are taken from the cache or
-the oracle when first needed.
+resume no observed config is proposed again. A completed trial's told costs become its architecture's
+cached cost (no oracle call); an architecture known only from failed or pruned trials is priced by the
+oracle when the model is first fitted.
 """
 
 from __future__ import annotations
@@ -528,6 +529,19 @@ class HwnasStrategy(Strategy):
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         self._seen.add(_config_key(canonical))
         self._record(canonical, outcome, proposed=False)
+        # A completed trial's told costs are its architecture's (the values the oracle would give, after
+        # training): a resumed sweep needs no oracle call for the architectures it has trained.
+        key = self._arch_key(canonical)
+        if (
+            isinstance(outcome, Completed)
+            and self._cost_names
+            and key not in self._arch_costs
+            and key not in self._banned
+            and all(math.isfinite(float(outcome.values[name])) for name in self._cost_names)
+        ):
+            self._arch_costs[key] = {name: float(outcome.values[name]) for name in self._cost_names}
+            self._archive.append(key)
+            self._arch_configs[key] = {k: v for k, v in canonical.items() if k not in self._training}
 
     def _record(self, config: dict[str, Any], outcome: Outcome, *, proposed: bool) -> None:
         kind = type(outcome).__name__.lower()
