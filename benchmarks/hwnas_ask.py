@@ -115,10 +115,8 @@ def main() -> None:
             )
             sys.stdout.flush()
     print()
-    print(
-        "# first s: the first ask after the resume, which costs up to 8 architectures (the archive is empty)"
-    )
-    print("# and imports scikit-learn; oracle s/ask: time in the strategy's oracle calls per ask;")
+    print("# first s: the first ask after the resume, which imports scikit-learn and prices the")
+    print("# architectures of the observed failed trials; oracle s/ask: time in the strategy's oracle calls;")
     print("# rest s/ask: pool, model fit and acquisition.")
 
 
