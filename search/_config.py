@@ -75,7 +75,7 @@ class TaskConfig(_Frozen):
 
 
 class StrategyConfig(_Frozen):
-    name: str = "optuna-tpe"
+    name: str = "hwnas"
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
