@@ -139,11 +139,15 @@ def hypervolume_history(
     low, ref = _minimisation_form(array, maximise, reference, scale)
     history: list[float] = []
     current = 0.0
+    # The volume of a prefix is that of its non-dominated points inside the reference: keep only those, and
+    # recompute only when a new point joins them (a dominated or outside point changes nothing). Linear in
+    # the number of points times the size of the front.
+    front = np.empty((0, array.shape[1]))
     for end in range(array.shape[0]):
-        # Only a new point that beats the reference can change the volume: skip the recomputation otherwise.
-        if (low[end] < ref).all():
-            prefix = low[: end + 1]
-            current = float(moocore.hypervolume(prefix[(prefix < ref).all(axis=1)], ref=ref))
+        point = low[end]
+        if (point < ref).all() and not (front <= point).all(axis=1).any():
+            front = np.vstack([front[~(point <= front).all(axis=1)], point])
+            current = float(moocore.hypervolume(front, ref=ref))
         history.append(current)
     return history
 

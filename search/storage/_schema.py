@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -60,7 +60,10 @@ class SweepRow(Base):
 
 class TrialRow(Base):
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("sweep_id", "number", name="uq_trials_sweep_number"),)
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "number", name="uq_trials_sweep_number"),
+        Index("ix_trials_sweep_updated", "sweep_id", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
@@ -81,6 +84,8 @@ class TrialRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Stamped by every write to the row (and by a cost report): what "changed since" reads (revision 0003).
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class TrialMetricRow(Base):

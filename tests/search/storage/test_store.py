@@ -160,7 +160,7 @@ def test_a_store_at_the_first_schema_is_migrated_without_losing_trials(sqlite_ur
     (trial,) = store.trials(store.get_sweep("old").id)
     assert trial.params == {"n_conv": 1} and trial.fidelity == 5 and trial.replicate_of is None
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
 
 
 @pytest.mark.slow
