@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
@@ -383,21 +386,68 @@ def status(
             page = results.page(sweep.id, after=after, limit=limit or 2**31 - 1)
             trials, next_after = page.trials, page.next_after
     objectives = [o["name"] for o in sweep.objectives]
-    table = Table(
-        "trial", "state", "epochs", *objectives, "architecture", "error", title=f"{name} ({sweep.status})"
-    )
-    for t in trials:
-        table.add_row(
+    rows = [
+        [
             str(t.number),
             t.state.value,
             str(t.fidelity),
             *(_fmt(t.results[o]) if o in t.results else "" for o in objectives),
             describe(t.params),
             (t.error or "")[:80],
-        )
-    out.print(table)
+        ]
+        for t in trials
+    ]
+    _print_rows(
+        f"{name} ({sweep.status})", ["trial", "state", "epochs", *objectives, "architecture", "error"], rows
+    )
     if next_after is not None:
         err.print(f"more trials: hwnas sweep status {name} --after {next_after} --limit {limit}")
+
+
+# Above this many rows a table is laid out here instead of by rich (which takes ~1 ms a row): the characters
+# rich prints for a table that fits the console, without its styles (bold header, italic title); a table
+# wider than the console is not squeezed into it.
+_RICH_MAX_ROWS = 500
+_PLAIN = re.compile(r"^[^\x00-\x1f\x7f]*$")  # no newline, tab or escape: one line per cell, as rich would
+
+
+def _print_rows(title: str, headers: list[str], rows: list[list[str]], *, fast: bool | None = None) -> None:
+    """Print a table of plain-text cells (shown literally, never as rich markup), left-justified."""
+    widths = [cell_len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            length = cell_len(cell)
+            if length > widths[i]:
+                widths[i] = length
+    total = sum(widths) + 3 * len(widths) + 1
+    if fast is None:
+        fast = (
+            len(rows) > _RICH_MAX_ROWS
+            and cell_len(title) <= total
+            and all(_PLAIN.match(cell) for row in rows for cell in row)
+        )
+    if not fast:
+        table = Table(*headers, title=title)
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        out.print(table)
+        return
+
+    def line(cells: list[str], bar: str) -> str:
+        padded = (f" {c}{' ' * (w - cell_len(c))} " for c, w in zip(cells, widths, strict=True))
+        return bar + bar.join(padded) + bar
+
+    left = (total - cell_len(title)) // 2
+    lines = [
+        " " * left + title + " " * (total - left - cell_len(title)),
+        "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
+        line(headers, "┃"),
+        "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩",
+        *(line(row, "│") for row in rows),
+        "└" + "┴".join("─" * (w + 2) for w in widths) + "┘",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 class Format(StrEnum):

@@ -288,3 +288,38 @@ def test_confirm_overrides_are_validated(tmp_path: Path) -> None:
     assert "executor.workers: Input should be greater than or equal to 1" in " ".join(result.output.split())
     result = runner.invoke(app, ["sweep", "confirm", "demo", "--seeds", "0", "--store", url])
     assert result.exit_code == 2 and "greater than or equal to 1" in result.output
+
+
+def test_long_status_tables_are_laid_out_exactly_as_rich_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import random
+
+    from rich.console import Console
+
+    from search import cli
+
+    rng = random.Random(1)
+    words = [
+        "COMPLETED",
+        "FAILED",
+        "",
+        "C8k3s2 D16 L16 q5/6 sp0.50",
+        "1.234",
+        "diverged: [1, 2] :x:",
+        "é 漢字",
+    ]
+    for _ in range(30):
+        headers = ["trial", "state", "epochs", "emd_mean", "bops", "architecture", "error"][
+            : rng.randint(2, 7)
+        ]
+        rows = [[rng.choice(words) for _ in headers] for _ in range(rng.randint(0, 6))]
+        title = rng.choice(["demo (DONE)", "x", "econt-quick (RUNNING)"])
+        printed = []
+        for fast in (False, True):
+            buffer = io.StringIO()
+            monkeypatch.setattr(cli, "out", Console(file=buffer, width=400))
+            monkeypatch.setattr(sys, "stdout", buffer)
+            cli._print_rows(title, headers, rows, fast=fast)
+            monkeypatch.undo()
+            printed.append(buffer.getvalue())
+        assert printed[0] == printed[1], (title, headers, rows)
