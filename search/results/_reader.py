@@ -15,6 +15,7 @@ Contract:
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -22,10 +23,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event, func, inspect, select, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Engine,
+    Select,
+    Text,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
@@ -40,6 +55,19 @@ _TRIALS = TrialRow.__table__
 _RESULTS = TrialResultRow.__table__
 _METRICS = TrialMetricRow.__table__
 _COSTS = HWCostRow.__table__
+# The trial columns in the order _trial_record reads them; JSON and timestamps come as the driver's raw
+# values (decoded in _trial_record, ~2x faster than SQLAlchemy's per-row processors on 10,000 trials).
+_TRIAL_ORDER = (
+    "id", "sweep_id", "number", "params", "config_hash", "state", "origin", "replicate_of", "seed",
+    "fidelity", "attempts", "error", "worker", "host", "heartbeat_at", "created_at", "started_at",
+    "finished_at", "updated_at",
+)  # fmt: skip
+_TRIAL_COLUMNS = [
+    type_coerce(_TRIALS.c[name], Text).label(name)
+    if isinstance(_TRIALS.c[name].type, (DateTime, JSON))
+    else _TRIALS.c[name]
+    for name in _TRIAL_ORDER
+]
 # Ids per IN (...) list: below SQLite's 32,766 and PostgreSQL's 65,535 bound parameters.
 _IDS_PER_QUERY = 30_000
 _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*['\"]?(\w+|None)['\"]?\s*$", re.MULTILINE)
@@ -97,10 +125,6 @@ def schema_revisions() -> tuple[str, list[str]]:
 def _utc(value: datetime) -> datetime:
     """An aware UTC datetime (a naive one is taken as UTC, which is what SQLite hands back)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _maybe_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -299,7 +323,7 @@ class Results:
         """All trials of a sweep in number order (only ``states`` if given; no confirm replicates unless
         ``replicates``), with their results: two queries whatever the number of trials."""
         conditions = self._conditions(sweep_id, states, replicates)
-        query = select(_TRIALS).where(*conditions).order_by(_TRIALS.c.number)
+        query = select(*_TRIAL_COLUMNS).where(*conditions).order_by(_TRIALS.c.number)
         return self._run(lambda connection: self._load(connection, query, conditions))
 
     def page(
@@ -316,7 +340,7 @@ class Results:
         conditions = self._conditions(sweep_id, states, True)
         if after is not None:
             conditions.append(_TRIALS.c.number > after)
-        query = select(_TRIALS).where(*conditions).order_by(_TRIALS.c.number).limit(limit + 1)
+        query = select(*_TRIAL_COLUMNS).where(*conditions).order_by(_TRIALS.c.number).limit(limit + 1)
 
         def work(connection: Connection) -> TrialPage:
             trials = self._load(connection, query, None)
@@ -332,7 +356,7 @@ class Results:
         cutoff = _utc(since)
         bound = cutoff.replace(tzinfo=None) if self._path is not None else cutoff  # SQLite stores naive UTC
         conditions = [_TRIALS.c.sweep_id == sweep_id, _TRIALS.c.updated_at > bound]
-        query = select(_TRIALS).where(*conditions).order_by(_TRIALS.c.updated_at, _TRIALS.c.number)
+        query = select(*_TRIAL_COLUMNS).where(*conditions).order_by(_TRIALS.c.updated_at, _TRIALS.c.number)
 
         def work(connection: Connection) -> TrialChanges:
             trials = self._load(connection, query, conditions)
@@ -374,16 +398,16 @@ class Results:
                 .join(_TRIALS, _TRIALS.c.id == _RESULTS.c.trial_id)
                 .where(*conditions)
             )
-            for trial_id, name, value in connection.execute(joined):
+            for trial_id, name, value in connection.execute(joined).all():
                 results.setdefault(trial_id, {})[name] = value
         else:
-            for chunk in _chunks([row.id for row in rows]):
+            for chunk in _chunks([row[0] for row in rows]):
                 by_ids = select(_RESULTS.c.trial_id, _RESULTS.c.name, _RESULTS.c.value).where(
                     _RESULTS.c.trial_id.in_(chunk)
                 )
-                for trial_id, name, value in connection.execute(by_ids):
+                for trial_id, name, value in connection.execute(by_ids).all():
                     results.setdefault(trial_id, {})[name] = value
-        return [_trial_record(row, results.get(row.id, {})) for row in rows]
+        return [_trial_record(row, results.get(row[0], {})) for row in rows]
 
     # -- per-trial data -------------------------------------------------------------------------------
     def metrics(self, trial_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
@@ -462,26 +486,35 @@ def _sweep_record(row: Any) -> SweepRecord:
     )
 
 
-def _trial_record(row: Any, results: dict[str, float]) -> TrialRecord:
+def _datetime(value: Any) -> datetime | None:
+    """A column read as raw driver value: SQLite hands back text, psycopg a datetime."""
+    if value is None:
+        return None
+    return _utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
+
+
+def _trial_record(row: Sequence[Any], results: dict[str, float]) -> TrialRecord:
+    """A record from a row of ``_TRIAL_COLUMNS`` (positional: this runs once per trial read)."""
+    params = row[3]
     return TrialRecord(
-        id=row.id,
-        sweep_id=row.sweep_id,
-        number=row.number,
-        params=dict(row.params),
-        config_hash=row.config_hash,
-        state=TrialState(row.state),
-        origin=row.origin,
-        replicate_of=row.replicate_of,
-        seed=row.seed,
-        fidelity=row.fidelity,
-        attempts=row.attempts,
-        error=row.error,
-        worker=row.worker,
-        host=row.host,
-        heartbeat_at=_maybe_utc(row.heartbeat_at),
-        created_at=_utc(row.created_at),
-        started_at=_maybe_utc(row.started_at),
-        finished_at=_maybe_utc(row.finished_at),
+        id=row[0],
+        sweep_id=row[1],
+        number=row[2],
+        params=json.loads(params) if isinstance(params, str) else dict(params),
+        config_hash=row[4],
+        state=TrialState(row[5]),
+        origin=row[6],
+        replicate_of=row[7],
+        seed=row[8],
+        fidelity=row[9],
+        attempts=row[10],
+        error=row[11],
+        worker=row[12],
+        host=row[13],
+        heartbeat_at=_datetime(row[14]),
+        created_at=cast(datetime, _datetime(row[15])),  # never NULL
+        started_at=_datetime(row[16]),
+        finished_at=_datetime(row[17]),
         results=results,
-        updated_at=_maybe_utc(row.updated_at),
+        updated_at=_datetime(row[18]),
     )
