@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from search import TrialRecord, parse_config
-from search.execution._loop import Driver
+from search.execution._loop import SweepLoop
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
 TRIALS = 12
@@ -99,7 +99,7 @@ def main() -> None:
     for epochs in EPOCHS_PER_TRIAL:
         for strategy in ("random", "ax", "ax-fill"):
             with tempfile.TemporaryDirectory() as tmp:
-                driver = Driver(sweep_config(f"{strategy}-{epochs}", strategy, epochs, Path(tmp)))
+                driver = SweepLoop(sweep_config(f"{strategy}-{epochs}", strategy, epochs, Path(tmp)))
                 driver.run()
                 state = driver.strategy.state_dict()
                 driver.strategy.close()

@@ -22,7 +22,7 @@ import torch
 
 from search._config import load_config
 from search._types import Completed, Rejected
-from search.execution._loop import open_sweep
+from search.execution._setup import open_sweep
 from search.execution._trial import TrialJob, run_trial
 from search.storage._schema import TrialState
 from search.storage._store import Store

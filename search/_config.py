@@ -89,7 +89,7 @@ class StrategyConfig(_Frozen):
 
 
 class ExecutorConfig(_Frozen):
-    """Where trials run: in local processes, or as Ray Tune trials on a local Ray or an existing cluster."""
+    """Where trials run: in local processes, or as Ray tasks on a local Ray or an existing cluster."""
 
     kind: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1, le=64, description="trials run at once")
@@ -100,15 +100,11 @@ class ExecutorConfig(_Frozen):
     num_cpus: int | None = Field(
         None, ge=1, description="ray only: CPUs of the local Ray hwnas starts (default: workers)"
     )
-    storage_path: str | None = Field(
-        None,
-        description="ray only: Ray's own result files (shared storage on a cluster); default: a temp dir",
-    )
 
     @model_validator(mode="after")
     def _ray_only_keys(self) -> ExecutorConfig:
         if self.kind == "local":
-            given = [k for k in ("address", "num_cpus", "storage_path") if getattr(self, k) is not None]
+            given = [k for k in ("address", "num_cpus") if getattr(self, k) is not None]
             if given:
                 raise ValueError(f"{', '.join(given)} only apply to kind 'ray' (kind is 'local')")
         if self.address is not None and self.num_cpus is not None:
@@ -128,7 +124,7 @@ ASHA_PRESETS: dict[str, tuple[int, int, float]] = {
 
 
 class SchedulerConfig(_Frozen):
-    """Early stopping of trials at rungs (ASHA, run by Ray Tune's scheduler; needs executor kind 'ray')."""
+    """Early stopping of trials at rungs (ASHA, decided inside each trial: works on every executor)."""
 
     kind: Literal["none", "asha"] = "none"
     mode: Literal["aggressive", "standard", "conservative"] = "standard"
@@ -145,7 +141,7 @@ class SchedulerConfig(_Frozen):
         "pareto",
         description=(
             "pareto: rung metric and the sweep's hardware-cost objectives ranked together (cheap models "
-            "survive); metric: the rung metric alone (Ray's ASHAScheduler)"
+            "survive); metric: the rung metric alone (as Ray's ASHAScheduler)"
         ),
     )
 
@@ -182,7 +178,9 @@ class SweepConfig(_Frozen):
     seed: int = 0
     max_retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
     confirm_seeds: int = Field(
-        0, ge=0, description="after the search, re-evaluate the front with this many seeds"
+        0,
+        ge=0,
+        description="re-evaluate every trial entering the front with this many extra seeds, as it runs",
     )
     heartbeat_s: float = Field(
         10.0, gt=0, description="heartbeat interval; 3 missed beats mark a worker dead"
@@ -218,10 +216,6 @@ class SweepConfig(_Frozen):
             raise ValueError(f"objectives repeat a name: {names}")
         for text in self.budgets:
             Budget.parse(text)
-        if self.scheduler.kind != "none" and self.executor.kind != "ray":
-            raise ValueError(
-                f"scheduler {self.scheduler.kind!r} needs executor kind 'ray' (it is Ray Tune's)"
-            )
         if self.scheduler.grace_period is not None and self.scheduler.grace_period >= self.epochs:
             raise ValueError(
                 f"scheduler.grace_period {self.scheduler.grace_period} must be below epochs {self.epochs}"

@@ -82,6 +82,7 @@ StoreOption = Annotated[
 _USER_ERRORS = (
     ("search._config", "ConfigError"),
     ("search.storage._records", "StoreError"),
+    ("search.execution._setup", "SweepError"),
     ("search.execution._loop", "SweepError"),
     ("search.strategies._base", "StrategyError"),
     ("spaces._errors", "SpaceError"),

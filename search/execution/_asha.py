@@ -1,36 +1,27 @@
-"""Multi-objective asynchronous successive halving: ASHA whose rungs rank trials by Pareto rank.
+"""Multi-objective asynchronous successive halving (ASHA) that runs inside each trial, for every executor.
 
-Ray's ASHAScheduler keeps the trials with the best rung metric (a loss). Our sweeps are multi-objective,
-with hardware costs such as ``bops`` known before training: a cheap model with a higher loss is on the
-Pareto front *because* it is cheap, and a loss-only rung cuts it. :class:`ParetoASHA` ranks the trials of
-a rung by non-dominated rank over (rung metric, the sweep's cost objectives), then crowding distance, then
-the rung metric, in the spirit of MO-ASHA (Schmucker et al., 2021). So cheap models survive rungs.
+A loss-only rung cuts cheap models with a higher loss, although our sweeps are multi-objective and a cheap
+model is on the Pareto front *because* it is cheap. With ``promotion: pareto`` a rung ranks its trials by
+non-dominated rank over (rung metric, the sweep's cost objectives, known before training), then crowding
+distance, then the rung metric, in the spirit of MO-ASHA (Schmucker et al., 2021); with ``promotion:
+metric`` by the rung metric alone, as Ray's ASHAScheduler does.
 
-Rule: at each rung a trial is recorded once, and continues iff it is among the first
-``max(1, ceil(n / reduction_factor))`` of the ``n`` trials recorded there (itself included) in
-:func:`promotion_order`. Without cost objectives the order is the rung metric's, as in Ray's ASHA.
+Rule: at each of its rungs a trial records its point in the store once, and continues iff it is among the
+first ``max(1, ceil(n / reduction_factor))`` of the ``n`` trials recorded at that rung (itself included) in
+:func:`promotion_order`. The decision needs nothing but the store, so the trial takes it itself: ASHA works
+the same on local worker processes and on Ray, and a resumed sweep keeps its rungs.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import moocore
 import numpy as np
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
-
-if TYPE_CHECKING:
-    from ray.tune.execution.tune_controller import TuneController
-    from ray.tune.experiment import Trial
-
-log = logging.getLogger(__name__)
 
 _SIGN = {"minimize": 1.0, "maximize": -1.0}
-# A rung: its milestone and the points recorded there (trial id -> minimised columns).
-_Rung = tuple[float, dict[str, tuple[float, ...]]]
 
 
 def crowding_distances(front: Sequence[Sequence[float]]) -> list[float]:
@@ -78,122 +69,73 @@ def promotion_order(points: Sequence[Sequence[float]]) -> list[int]:
     return sorted(range(len(array)), key=lambda i: (int(ranks[i]), -crowding[i], array[i, 0], i))
 
 
-class ParetoASHA(FIFOScheduler):
-    """Asynchronous successive halving that promotes by Pareto rank over the rung metric and costs.
+class RungStop(Exception):
+    """Raised from a trial's epoch callback when ASHA stops it at a rung."""
 
-    Args:
-        time_attr: the result key counting progress (epochs here); rungs are at its milestones.
-        metric: the rung metric, minimised.
-        costs: ``(result key, "minimize" | "maximize")`` of the cost objectives ranked with the metric.
-        max_t: a result at ``max_t`` or later stops the trial (it has run its full budget).
-        grace_period, reduction_factor, brackets: as Ray's ASHA; bracket ``s`` has rungs at
-            ``grace_period * reduction_factor ** (k + s) < max_t``. Trials join brackets round-robin.
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"stopped by ASHA at the rung of epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass(frozen=True)
+class RungPlan:
+    """Where a sweep's trials are compared and how; plain data, so it travels with each trial job.
+
+    ``milestones[b]`` are bracket ``b``'s rung epochs (all below the sweep's epochs, so the last epoch ends
+    in the full-fidelity evaluation, never in a rung decision); trial number ``n`` joins bracket
+    ``n % len(milestones)``. ``costs`` are the cost objectives ranked with ``metric`` (pareto promotion).
     """
 
-    def __init__(
-        self,
+    metric: str
+    costs: tuple[tuple[str, str], ...]
+    milestones: tuple[tuple[int, ...], ...]
+    reduction_factor: int
+    emd_rows: int
+
+    @classmethod
+    def build(
+        cls,
         *,
-        time_attr: str,
         metric: str,
-        costs: Sequence[tuple[str, str]] = (),
-        max_t: int,
-        grace_period: int = 1,
-        reduction_factor: float = 4,
-        brackets: int = 1,
-    ) -> None:
-        if max_t <= 0 or grace_period <= 0 or reduction_factor <= 1 or brackets <= 0:
+        costs: Sequence[tuple[str, str]],
+        epochs: int,
+        grace_period: int,
+        reduction_factor: int,
+        brackets: int,
+        emd_rows: int,
+    ) -> RungPlan:
+        """Bracket ``s`` has rungs at ``grace_period * reduction_factor ** (k + s) < epochs``."""
+        if epochs <= 0 or grace_period <= 0 or reduction_factor <= 1 or brackets <= 0:
             raise ValueError(
-                f"ParetoASHA needs max_t > 0, grace_period > 0, reduction_factor > 1 and brackets > 0; got "
-                f"{max_t}, {grace_period}, {reduction_factor}, {brackets}"
+                f"ASHA needs epochs > 0, grace_period > 0, reduction_factor > 1 and brackets > 0; got "
+                f"{epochs}, {grace_period}, {reduction_factor}, {brackets}"
             )
         bad = [direction for _, direction in costs if direction not in _SIGN]
         if bad:
             raise ValueError(f"cost directions must be 'minimize' or 'maximize', got {bad}")
-        super().__init__()
-        self._time_attr = time_attr
-        self._metric = metric  # Tune reads it (``.metric``) to check every result carries it
-        self._rung_metric = metric
-        self._costs = [(key, _SIGN[direction]) for key, direction in costs]
-        self._max_t = max_t
-        self._reduction_factor = reduction_factor
-        self._brackets: list[list[_Rung]] = []  # each bracket's rungs, lowest milestone first
+        milestones = []
         for s in range(brackets):
-            rungs: list[_Rung] = []
+            rungs: list[int] = []
             k = 0
-            while (milestone := grace_period * reduction_factor ** (k + s)) < max_t:
-                rungs.append((milestone, {}))
+            while (milestone := grace_period * reduction_factor ** (k + s)) < epochs:
+                rungs.append(int(milestone))
                 k += 1
-            self._brackets.append(rungs)
-        self._bracket_of: dict[str, int] = {}
-        self._added = 0
-        self._num_stopped = 0
+            milestones.append(tuple(rungs))
+        return cls(metric, tuple(costs), tuple(milestones), reduction_factor, emd_rows)
 
-    @property
-    def costs(self) -> list[tuple[str, str]]:
-        return [(key, "minimize" if sign > 0 else "maximize") for key, sign in self._costs]
+    def bracket(self, number: int) -> int:
+        # Round-robin by trial number: the same sweep splits its trials the same way on every run.
+        return number % len(self.milestones)
 
-    @property
-    def milestones(self) -> list[list[float]]:
-        """Each bracket's rung milestones, lowest first."""
-        return [[milestone for milestone, _ in rungs] for rungs in self._brackets]
+    def is_rung(self, number: int, epoch: int) -> bool:
+        return epoch in self.milestones[self.bracket(number)]
 
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        # The rung metric and its direction are ours; refuse Tune-level ones as Ray's ASHA does.
-        return metric is None and mode is None
+    def point(self, metric_value: float, costs: Mapping[str, float]) -> list[float]:
+        """The minimised columns a rung ranks: the metric, then each signed cost (missing = worst)."""
+        signed = (_SIGN[direction] * float(costs.get(name, math.nan)) for name, direction in self.costs)
+        return [float(metric_value), *(math.inf if math.isnan(c) else c for c in signed)]
 
-    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._bracket(trial.trial_id)
-
-    def _bracket(self, trial_id: str) -> int:
-        # Round-robin, not Ray's random draw: the same sweep splits its trials the same way every run.
-        if trial_id not in self._bracket_of:
-            self._bracket_of[trial_id] = self._added % len(self._brackets)
-            self._added += 1
-        return self._bracket_of[trial_id]
-
-    def _point(self, result: dict[str, Any]) -> tuple[float, ...]:
-        # A missing cost is unknown: ranked as the worst value rather than as a free model.
-        costs = (sign * float(result.get(key, math.nan)) for key, sign in self._costs)
-        return (float(result[self._rung_metric]), *(math.inf if math.isnan(c) else c for c in costs))
-
-    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]) -> str:
-        if self._time_attr not in result or self._rung_metric not in result:
-            return TrialScheduler.CONTINUE
-        progress = result[self._time_attr]
-        if progress >= self._max_t:
-            self._num_stopped += 1
-            return TrialScheduler.STOP
-        rungs = self._brackets[self._bracket(trial.trial_id)]
-        for milestone, recorded in reversed(rungs):
-            if progress < milestone:
-                continue
-            if trial.trial_id in recorded:
-                return TrialScheduler.CONTINUE  # decided at this rung already
-            recorded[trial.trial_id] = self._point(result)
-            keep = max(1, math.ceil(len(recorded) / self._reduction_factor))
-            order = promotion_order(list(recorded.values()))
-            if len(recorded) - 1 in order[:keep]:  # the trial just recorded is the last one
-                return TrialScheduler.CONTINUE
-            self._num_stopped += 1
-            return TrialScheduler.STOP
-        return TrialScheduler.CONTINUE  # below the first rung
-
-    # A finished trial's rung records stay: later trials at those rungs are compared with it.
-    def on_trial_complete(
-        self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]
-    ) -> None:
-        self._bracket_of.pop(trial.trial_id, None)
-
-    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._bracket_of.pop(trial.trial_id, None)
-
-    def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
-        self._bracket_of.pop(trial.trial_id, None)
-
-    def debug_string(self) -> str:
-        ranked = [self._rung_metric, *(key for key, _ in self._costs)]
-        lines = [f"Using ParetoASHA on {', '.join(ranked)}: {self._num_stopped} stopped"]
-        for index, rungs in enumerate(self._brackets):
-            counts = " | ".join(f"{m:g}: {len(recorded)} trial(s)" for m, recorded in rungs)
-            lines.append(f"bracket {index}: {counts or 'no rungs'}")
-        return "\n".join(lines)
+    def goes_on(self, points: Sequence[Sequence[float]], own: int) -> bool:
+        """Whether the trial whose point is ``points[own]`` is in its rung's top share."""
+        keep = max(1, math.ceil(len(points) / self.reduction_factor))
+        return own in promotion_order(points)[:keep]

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from search._config import MODEL_METRICS, HardwareConfig, TaskConfig
-from search._types import Completed, Failed, Outcome, Rejected
-from search.storage._store import Store
+from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search.execution._asha import RungPlan, RungStop
+from search.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class TrialJob:
     data_seed: int
     seed: int
     checkpoint_dir: str | None
+    rungs: RungPlan | None = None  # ASHA's rungs; None trains to the full epochs (replicates, no scheduler)
 
 
 def die_with_parent() -> None:
@@ -120,42 +122,102 @@ def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] |
     return str(path), hashlib.sha256(payload).hexdigest()
 
 
-EpochCallback = Callable[[int, dict[str, float], torch.nn.Module, Mapping[str, float]], None]
+@dataclass(frozen=True)
+class Priced:
+    """A built model with its cost report and the cost objectives' pre-training values."""
+
+    model: Any
+    report: Any
+    costs: dict[str, float]
 
 
-def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
+def price(
+    config: Mapping[str, Any], task_config: TaskConfig, hardware: HardwareConfig, objectives: Sequence[str]
+) -> Priced | str:
+    """Build the model of a canonical config and cost it: a :class:`Priced`, or why hls4ml cannot convert
+    it (the config is then rejected without training). Raises what model building raises."""
+    from hw_models import HWError, estimate
+    from objectives import get_task
+    from spaces import build_model
+
+    task = get_task(task_config.name, loss=task_config.loss)
+    model = build_model(task_config.name, config)
+    try:
+        report = estimate(model.encoder, task.input_shape, hw_settings(hardware))
+    except HWError as exc:
+        return f"hardware model: {exc}"
+    before = dict(report.totals)
+    if "model_kb" in objectives:
+        before["model_kb"] = model_kb(model, config)
+    return Priced(model, report, {name: float(before[name]) for name in cost_objectives(objectives)})
+
+
+def over_budget(report: Any, budgets: Sequence[str]) -> str | None:
+    """The first budget a cost report violates, as the reason to reject its config; None if within all."""
+    from hw_models import Budget
+
+    for budget in (Budget.parse(text) for text in budgets):
+        reason = budget.check(report)
+        if reason is not None:
+            return str(reason)
+    return None
+
+
+def cost_oracle(
+    task_config: TaskConfig, hardware: HardwareConfig, objectives: Sequence[str], budgets: Sequence[str]
+) -> Callable[[Mapping[str, Any]], Mapping[str, float] | str]:
+    """The sweep's exact pre-training cost of a config, for strategies that exploit known costs."""
+
+    def costs_of(config: Mapping[str, Any]) -> Mapping[str, float] | str:
+        priced = price(config, task_config, hardware, objectives)
+        if isinstance(priced, str):
+            return priced
+        return over_budget(priced.report, budgets) or priced.costs
+
+    return costs_of
+
+
+def _rung_metric(job: TrialJob, plan: RungPlan, metrics: Mapping[str, float], model: Any) -> float:
+    """The rung metric at this epoch: a training metric, or the task's quality metric on a fixed
+    validation subsample (``<metric>_subsample``)."""
+    if plan.metric in metrics:
+        return float(metrics[plan.metric])
+    import dataclasses
+
+    from objectives import get_task
+
+    data = task_data(job.task, job.data_seed)
+    rows = plan.emd_rows
+    subsample = dataclasses.replace(
+        data, val_x=data.val_x[:rows], val_raw=data.val_raw[:rows], val_scale=data.val_scale[:rows]
+    )
+    task = get_task(job.task.name, loss=job.task.loss)
+    return float(task.evaluate(model, subsample)[plan.metric.removesuffix("_subsample")])
+
+
+def run_trial(job: TrialJob) -> Outcome:
     """Run one trial. Never raises for a trial-level problem: failures come back as Failed/Rejected.
 
-    ``on_epoch(epoch, metrics, model, costs)`` runs after each epoch's metrics are stored (a scheduler
-    reports rungs there); ``costs`` are the cost objectives' pre-training values (see
-    :func:`cost_objectives`), for rungs that rank by cost too. DivergedError from it fails the trial as
-    diverged, other exceptions fail it verbatim.
+    With ``job.rungs`` the trial records its point at each of its ASHA rungs and ends PRUNED there
+    (fidelity = the rung's epoch) unless it is in the rung's top share; a non-finite rung metric fails it
+    as diverged.
     """
-    from hw_models import Budget, HWError, estimate
+    from hw_models import estimate
     from objectives import DivergedError, TrainSettings, get_task, train
-    from spaces import build_model
 
     store = worker_store(job.store_url)
     task = get_task(job.task.name, loss=job.task.loss)
     settings = hw_settings(job.hardware)
     try:
         torch.manual_seed(job.seed)
-        model = build_model(job.task.name, job.config)
-        try:
-            report = estimate(model.encoder, task.input_shape, settings)
-        except HWError as exc:
-            return Rejected(f"hardware model: {exc}")
+        priced = price(job.config, job.task, job.hardware, job.objectives)
+        if isinstance(priced, str):
+            return Rejected(priced)
+        model, report = priced.model, priced.report
         store.record_cost(job.trial_id, report.to_dict())
-        for budget in (Budget.parse(text) for text in job.budgets):
-            reason = budget.check(report)
-            if reason is not None:
-                return Rejected(reason)
-
-        # The cost objectives before training, for schedulers that rank rungs by cost as well as loss.
-        before = dict(report.totals)
-        if "model_kb" in job.objectives:
-            before["model_kb"] = model_kb(model, job.config)
-        costs = {name: float(before[name]) for name in cost_objectives(job.objectives)}
+        reason = over_budget(report, job.budgets)
+        if reason is not None:
+            return Rejected(reason)
 
         data = task_data(job.task, job.data_seed)
         train_settings = TrainSettings(
@@ -165,13 +227,29 @@ def run_trial(job: TrialJob, on_epoch: EpochCallback | None = None) -> Outcome:
             seed=job.seed,
             patience=job.patience,
         )
+        last: dict[str, float] = {}
 
         def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            last.clear()
+            last.update(metrics)
+            plan = job.rungs
+            if plan is not None and plan.is_rung(job.number, epoch):
+                value = _rung_metric(job, plan, metrics, model)
+                if not math.isfinite(value):
+                    raise DivergedError(f"rung metric {plan.metric} is {value} at epoch {epoch}")
+                last[plan.metric] = metrics[plan.metric] = value
             store.record_metrics(job.trial_id, epoch, metrics)
-            if on_epoch is not None:
-                on_epoch(epoch, metrics, model, costs)  # costs go to the scheduler, not the store
+            if plan is not None and plan.is_rung(job.number, epoch):
+                point = plan.point(metrics[plan.metric], priced.costs)
+                points, own = store.record_rung(job.trial_id, plan.bracket(job.number), epoch, point)
+                if not plan.goes_on(points, own):
+                    raise RungStop(epoch)
 
-        result = train(model, task, data, train_settings, report=report_epoch)
+        try:
+            result = train(model, task, data, train_settings, report=report_epoch)
+        except RungStop as stop:
+            partial = {**report.totals, **priced.costs, **last}
+            return Pruned({k: float(v) for k, v in partial.items() if not math.isnan(v)}, fidelity=stop.epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
         if float(job.config.get("sparsity", 0.0)) > 0:
             report = estimate(model.encoder, task.input_shape, settings)  # real sparsity after training

@@ -56,7 +56,7 @@ class TrialRecord:
     started_at: datetime | None
     finished_at: datetime | None
     results: dict[str, float]
-    # When the trial row last changed (any write to it); None for snapshots of stores before revision 0003.
+    # When the trial row last changed (any write to it); None only for records built without one.
     updated_at: datetime | None = None
 
 

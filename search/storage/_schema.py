@@ -56,6 +56,8 @@ class SweepRow(Base):
     status: Mapped[str] = mapped_column(String(20), default="RUNNING")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Drivers started on this sweep so far (launch, resume, confirm, concurrent launches alike).
+    sessions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TrialRow(Base):
@@ -84,7 +86,7 @@ class TrialRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # Stamped by every write to the row (and by a cost report): what "changed since" reads (revision 0003).
+    # Stamped by every write to the row (and by a cost report): what "changed since" reads (revision 0004).
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
@@ -118,6 +120,23 @@ class HWCostRow(Base):
     formula_version: Mapped[str] = mapped_column(String(40))
     totals: Mapped[dict[str, Any]] = mapped_column(JSON)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TrialRungRow(Base):
+    """A trial's point at one ASHA rung: the minimised (rung metric, signed costs...); None = infinity."""
+
+    __tablename__ = "trial_rungs"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "milestone", name="uq_trial_rungs"),
+        Index("ix_trial_rungs_rung", "sweep_id", "bracket", "milestone"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    bracket: Mapped[int] = mapped_column(Integer)
+    milestone: Mapped[int] = mapped_column(Integer)
+    point: Mapped[list[Any]] = mapped_column(JSON)
 
 
 class ArtifactRow(Base):

@@ -15,15 +15,16 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -58,14 +59,57 @@ from search.storage._schema import (
     TrialMetricRow,
     TrialResultRow,
     TrialRow,
+    TrialRungRow,
     TrialState,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 _NUMBER_RETRIES = 12
-_MIGRATION_RETRIES = 5
+# SQLite runs DDL outside transactions (pysqlite), so a process opening a store another one is creating can
+# see its tables before its schema version: it waits and retries, for up to ~20 s on a loaded machine.
+_MIGRATION_RETRIES = 20
+# A store locked by another process (SQLite's busy timeout of 30 s exceeded): every call waits and retries,
+# warning each time, for up to this long before it fails. Short locks are SQLite's own business.
+BUSY_WAIT_S = 3600.0
+
+
+class _Busy(Exception):
+    """Another process holds the database's write lock longer than SQLite's busy timeout."""
+
+
+def _locked(exc: SQLAlchemyError) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def _waits_when_busy(method: F) -> F:
+    """Retry ``method`` while another process holds the store's lock, warning with the file and the time
+    waited; after ``BUSY_WAIT_S`` a StoreError names the lock. A trial never fails on a busy store."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except _Busy:
+                waited = time.monotonic() - started
+                if waited >= BUSY_WAIT_S:
+                    raise StoreError(
+                        f"the store {_redacted(self.url)} has been locked by another process for {waited:.0f} s "
+                        "(database is locked); find the process holding it (e.g. `fuser FILE`) or stop it"
+                    ) from None
+                log.warning(
+                    "the store %s is locked by another process (%.0f s so far); waiting, then retrying %s",
+                    _redacted(self.url),
+                    waited + 30,
+                    method.__name__,
+                )
+                time.sleep(1.0)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _sweep_record(row: SweepRow) -> SweepRecord:
@@ -128,6 +172,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _every_public_method_waits_when_busy(cls: type[Store]) -> type[Store]:
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_") and name != "close":
+            setattr(cls, name, _waits_when_busy(member))
+    return cls
+
+
+@_every_public_method_waits_when_busy
 class Store:
     """Sweeps and trials in SQL (SQLite with WAL by default, PostgreSQL through psycopg 3)."""
 
@@ -153,6 +205,8 @@ class Store:
             raise
         except SQLAlchemyError as exc:
             session.rollback()
+            if _locked(exc):
+                raise _Busy from exc
             raise StoreError(
                 f"database error on {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
             ) from exc
@@ -184,7 +238,7 @@ class Store:
                     raise StoreError(
                         f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
                     ) from exc
-                time.sleep(0.1 * (attempt + 1) * (0.5 + random.random()))
+                time.sleep(min(1.0, 0.1 * (attempt + 1)) * (0.5 + random.random()))
             except SQLAlchemyError as exc:
                 raise StoreError(
                     f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
@@ -226,14 +280,37 @@ class Store:
         with self._session() as session:
             return [_sweep_record(r) for r in session.scalars(select(SweepRow).order_by(SweepRow.id))]
 
+    @staticmethod
+    def _require_sweep(session: Session, sweep_id: int) -> None:
+        if session.get(SweepRow, sweep_id) is None:
+            raise StoreError(f"no sweep with id {sweep_id}")
+
     def set_sweep_status(self, sweep_id: int, status: str) -> None:
+        """Raises StoreError if there is no such sweep."""
         with self._session() as session:
+            self._require_sweep(session, sweep_id)
             session.execute(
                 update(SweepRow).where(SweepRow.id == sweep_id).values(status=status, updated_at=utcnow())
             )
 
-    def set_reference_point(self, sweep_id: int, reference_point: Sequence[float]) -> None:
+    def start_session(self, sweep_id: int) -> int:
+        """Count one more driver started on the sweep and return its session number (1, 2, ...): atomic, so
+        drivers that start at once get different numbers."""
         with self._session() as session:
+            number = session.scalar(
+                update(SweepRow)
+                .where(SweepRow.id == sweep_id)
+                .values(sessions=SweepRow.sessions + 1)
+                .returning(SweepRow.sessions)
+            )
+            if number is None:
+                raise StoreError(f"no sweep with id {sweep_id}")
+            return int(number)
+
+    def set_reference_point(self, sweep_id: int, reference_point: Sequence[float]) -> None:
+        """Raises StoreError if there is no such sweep."""
+        with self._session() as session:
+            self._require_sweep(session, sweep_id)
             session.execute(
                 update(SweepRow)
                 .where(SweepRow.id == sweep_id)
@@ -311,6 +388,16 @@ class Store:
             results = self._results(session, [r.id for r in rows])
             return [_trial_record(r, results.get(r.id, {})) for r in rows]
 
+    def count_by_state(self, sweep_id: int) -> dict[str, int]:
+        """Trials of a sweep by state name (replicates included), in one grouped query."""
+        with self._session() as session:
+            rows = session.execute(
+                select(TrialRow.state, func.count())
+                .where(TrialRow.sweep_id == sweep_id)
+                .group_by(TrialRow.state)
+            ).all()
+        return {state: int(count) for state, count in rows}
+
     def count_trials(self, sweep_id: int, states: Sequence[TrialState], *, replicates: bool = True) -> int:
         """How many trials of a sweep are in ``states`` (without confirm replicates unless ``replicates``)."""
         with self._session() as session:
@@ -330,6 +417,12 @@ class Store:
         for row in session.scalars(query):
             out.setdefault(row.trial_id, {})[row.name] = row.value
         return out
+
+    @staticmethod
+    def _require_trial(session: Session, trial_id: int) -> None:
+        """An unknown id is a StoreError, not the foreign-key IntegrityError an insert would raise."""
+        if session.get(TrialRow, trial_id) is None:
+            raise StoreError(f"no trial with id {trial_id}")
 
     def _transition(self, session: Session, trial_id: int, new: TrialState) -> TrialRow:
         row = session.get(TrialRow, trial_id, with_for_update=True)
@@ -412,6 +505,7 @@ class Store:
     def record_metrics(self, trial_id: int, epoch: int, metrics: Mapping[str, float]) -> None:
         """Per-epoch metrics; also advances the trial's fidelity to ``epoch``."""
         with self._session() as session:
+            self._require_trial(session, trial_id)
             session.add_all(
                 TrialMetricRow(
                     trial_id=trial_id, epoch=epoch, name=k, value=None if math.isnan(v) else float(v)
@@ -440,6 +534,7 @@ class Store:
     def record_cost(self, trial_id: int, report: Mapping[str, Any]) -> None:
         """Store (or replace) a trial's hardware cost report (``CostReport.to_dict()``)."""
         with self._session() as session:
+            self._require_trial(session, trial_id)
             session.execute(delete(HWCostRow).where(HWCostRow.trial_id == trial_id))
             session.add(
                 HWCostRow(
@@ -453,18 +548,62 @@ class Store:
             session.execute(update(TrialRow).where(TrialRow.id == trial_id).values(updated_at=utcnow()))
 
     def costs(self, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The cost reports of those of ``trial_ids`` that have one, by trial id."""
         with self._session() as session:
             rows = session.scalars(select(HWCostRow).where(HWCostRow.trial_id.in_(list(trial_ids))))
             return {r.trial_id: dict(r.report) for r in rows}
 
     def add_artifact(self, trial_id: int, kind: str, path: str, sha256: str) -> None:
         with self._session() as session:
+            self._require_trial(session, trial_id)
             session.add(ArtifactRow(trial_id=trial_id, kind=kind, path=path, sha256=sha256))
 
     def artifacts(self, trial_id: int) -> list[dict[str, str]]:
+        """A trial's artifacts in the order they were added (the last checkpoint is the newest)."""
         with self._session() as session:
-            rows = session.scalars(select(ArtifactRow).where(ArtifactRow.trial_id == trial_id))
+            rows = session.scalars(
+                select(ArtifactRow).where(ArtifactRow.trial_id == trial_id).order_by(ArtifactRow.id)
+            )
             return [{"kind": r.kind, "path": r.path, "sha256": r.sha256} for r in rows]
+
+    def record_rung(
+        self, trial_id: int, bracket: int, milestone: int, point: Sequence[float]
+    ) -> tuple[list[list[float]], int]:
+        """Record a trial's ASHA point at a rung (once: a retried trial keeps its first point). Returns the
+        points of every trial of its sweep at that rung in recording order (infinities as such) and the
+        index of this trial's point among them."""
+        stored = [None if math.isinf(v) else float(v) for v in point]  # JSON has no infinity
+        with self._session() as session:
+            sweep_id = session.scalar(select(TrialRow.sweep_id).where(TrialRow.id == trial_id))
+            if sweep_id is None:
+                raise StoreError(f"no trial with id {trial_id}")
+            known = session.scalar(
+                select(TrialRungRow.id).where(
+                    TrialRungRow.trial_id == trial_id, TrialRungRow.milestone == milestone
+                )
+            )
+            if known is None:
+                session.add(
+                    TrialRungRow(
+                        sweep_id=sweep_id,
+                        trial_id=trial_id,
+                        bracket=bracket,
+                        milestone=milestone,
+                        point=stored,
+                    )
+                )
+                session.flush()
+            rows = session.execute(
+                select(TrialRungRow.trial_id, TrialRungRow.point)
+                .where(
+                    TrialRungRow.sweep_id == sweep_id,
+                    TrialRungRow.bracket == bracket,
+                    TrialRungRow.milestone == milestone,
+                )
+                .order_by(TrialRungRow.id)
+            ).all()
+        points = [[math.inf if v is None else v for v in row.point] for row in rows]
+        return points, next(i for i, row in enumerate(rows) if row.trial_id == trial_id)
 
     def record_worker(self, trial_id: int, *, worker: str, host: str) -> None:
         """Name the process and host that run a RUNNING trial (a remote executor learns them at start).

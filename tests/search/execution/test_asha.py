@@ -1,49 +1,56 @@
-"""ParetoASHA without Ray running: the promotion order, and the scheduler's rung decisions on fake results."""
+"""ASHA as each trial decides it: the promotion order, the rung plan, and rung decisions on a real store."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search.execution._asha import ParetoASHA, crowding_distances, promotion_order
+from search.execution._asha import RungPlan, crowding_distances, promotion_order
+from search.storage import Store
 
-C, S = TrialScheduler.CONTINUE, TrialScheduler.STOP
-
-
-@dataclass(frozen=True)
-class FakeTrial:
-    trial_id: str  # the only attribute the schedulers read
+C, S = "continue", "stop"
 
 
-def asha(**overrides: Any) -> ParetoASHA:
+def plan(**overrides: Any) -> RungPlan:
     settings: dict[str, Any] = {
-        "time_attr": "epoch",
         "metric": "val_loss",
         "costs": [("bops", "minimize")],
-        "max_t": 4,
+        "epochs": 4,
         "grace_period": 1,
         "reduction_factor": 2,
         "brackets": 1,
+        "emd_rows": 100,
     }
     settings.update(overrides)
-    return ParetoASHA(**settings)
+    return RungPlan.build(**settings)
 
 
-def feed(scheduler: Any, results: list[tuple[str, dict[str, float]]]) -> list[str]:
-    """Hand the scheduler each result of a trial as Tune does (add, then result); the decisions in order.
+class Rungs:
+    """A sweep in a real SQLite store whose trials report rung results as run_trial does."""
 
-    Adding a trial again is harmless: ParetoASHA keeps its bracket, Ray's ASHA has one bracket here.
-    """
-    decisions = []
-    for trial_id, result in results:
-        trial = FakeTrial(trial_id)
-        scheduler.on_trial_add(None, trial)
-        decisions.append(scheduler.on_trial_result(None, trial, result))
-    return decisions
+    def __init__(self, url: str, rungs: RungPlan) -> None:
+        self.store, self.plan = Store(url), rungs
+        sweep = self.store.create_sweep(
+            "asha", config_yaml="", config_hash="x", objectives=[], reference_point=None
+        )
+        self.sweep_id = sweep.id
+        self.trials: dict[str, Any] = {}
+
+    def feed(self, results: list[tuple[str, dict[str, float]]]) -> list[str]:
+        decisions = []
+        for name, result in results:
+            if name not in self.trials:
+                self.trials[name] = self.store.create_trial(self.sweep_id, {"name": name}, config_hash=name)
+            trial, epoch = self.trials[name], int(result["epoch"])
+            if not self.plan.is_rung(trial.number, epoch):
+                decisions.append(C)
+                continue
+            point = self.plan.point(result["val_loss"], result)
+            points, own = self.store.record_rung(trial.id, self.plan.bracket(trial.number), epoch, point)
+            decisions.append(C if self.plan.goes_on(points, own) else S)
+        return decisions
 
 
 # -- the order ----------------------------------------------------------------------------------------
@@ -76,7 +83,7 @@ def test_small_fronts_and_infinite_values_have_defined_distances() -> None:
     assert crowding_distances([(1.0, 3.0), (1.0, 3.0), (1.0, 3.0)]) == [0.0, 0.0, 0.0]
 
 
-# -- the scheduler ------------------------------------------------------------------------------------
+# -- rung decisions -----------------------------------------------------------------------------------
 CHEAP_BUT_WORSE = [
     ("a", {"epoch": 1, "val_loss": 1.0, "bops": 100.0}),
     ("b", {"epoch": 1, "val_loss": 1.1, "bops": 120.0}),  # dominated by a
@@ -84,77 +91,69 @@ CHEAP_BUT_WORSE = [
 ]
 
 
-def test_a_cheap_trial_with_a_high_loss_is_promoted_where_the_metric_alone_stops_it() -> None:
-    assert feed(asha(), CHEAP_BUT_WORSE) == [C, S, C]
-    ray_asha = ASHAScheduler(
-        time_attr="epoch", metric="val_loss", mode="min", max_t=4, grace_period=1, reduction_factor=2
-    )
-    assert feed(ray_asha, CHEAP_BUT_WORSE) == [C, S, S]
-    assert feed(asha(costs=[]), CHEAP_BUT_WORSE) == [C, S, S]
+def test_a_cheap_trial_with_a_high_loss_is_promoted_where_the_metric_alone_stops_it(sqlite_url: str) -> None:
+    assert Rungs(sqlite_url, plan()).feed(CHEAP_BUT_WORSE) == [C, S, C]
 
 
-def test_a_maximised_cost_counts_the_other_way() -> None:
+def test_metric_promotion_stops_the_cheap_trial_as_rays_asha_does(tmp_path: Any) -> None:
+    assert Rungs(f"sqlite:///{tmp_path / 'm.db'}", plan(costs=[])).feed(CHEAP_BUT_WORSE) == [C, S, S]
+
+
+def test_a_maximised_cost_counts_the_other_way(tmp_path: Any) -> None:
     results = [(t, {"epoch": 1, "val_loss": r["val_loss"], "speed": r["bops"]}) for t, r in CHEAP_BUT_WORSE]
-    assert feed(asha(costs=[("speed", "minimize")]), results) == [C, S, C]
-    assert feed(asha(costs=[("speed", "maximize")]), results) == [C, S, S]  # c is now the slowest
+    fast = Rungs(f"sqlite:///{tmp_path / 'a.db'}", plan(costs=[("speed", "minimize")]))
+    assert fast.feed(results) == [C, S, C]
+    slow = Rungs(f"sqlite:///{tmp_path / 'b.db'}", plan(costs=[("speed", "maximize")]))
+    assert slow.feed(results) == [C, S, S]  # c is now the slowest
 
 
-def test_without_costs_the_top_share_by_metric_goes_on() -> None:
+def test_without_costs_the_top_share_by_metric_goes_on(tmp_path: Any) -> None:
     losses = [1.0, 2.0, 3.0, 2.5, 1.5]  # keep ceil(n / 2) of n: 1 of 2, 2 of 3, 2 of 4, 3 of 5
     expected = [C, S, S, S, C]
     results = [(f"t{i}", {"epoch": 1, "val_loss": loss}) for i, loss in enumerate(losses)]
-    assert feed(asha(costs=[]), results) == expected
+    assert Rungs(f"sqlite:///{tmp_path / 'a.db'}", plan(costs=[])).feed(results) == expected
     equal_cost = [(t, {**r, "bops": 7.0}) for t, r in results]
-    assert feed(asha(), equal_cost) == expected
+    assert Rungs(f"sqlite:///{tmp_path / 'b.db'}", plan()).feed(equal_cost) == expected
 
 
-def test_the_first_trial_at_a_rung_goes_on_and_each_rung_decides_once() -> None:
-    scheduler = asha()
-    assert feed(scheduler, [("a", {"epoch": 1, "val_loss": 9.0, "bops": 9.0})]) == [C]
-    assert feed(scheduler, [("b", {"epoch": 1, "val_loss": 1.0, "bops": 1.0})]) == [C]
-    # a's rung-1 decision is made: later results at that rung neither re-decide nor re-record it.
-    assert feed(scheduler, [("a", {"epoch": 1, "val_loss": 99.0, "bops": 99.0})]) == [C]
-    assert "1: 2 trial(s)" in scheduler.debug_string()
+def test_a_rung_records_a_trial_once_and_each_rung_decides_among_its_own_records(sqlite_url: str) -> None:
+    rungs = Rungs(sqlite_url, plan())
+    assert rungs.feed([("a", {"epoch": 1, "val_loss": 9.0, "bops": 9.0})]) == [C]
+    assert rungs.feed([("b", {"epoch": 1, "val_loss": 1.0, "bops": 1.0})]) == [C]
+    # A retried trial reaching rung 1 again keeps its first point (9, 9): b still dominates it.
+    assert rungs.feed([("a", {"epoch": 1, "val_loss": 0.1, "bops": 0.1})]) == [S]
     # Rung 2 is a new decision, among the trials recorded there only.
-    assert feed(scheduler, [("a", {"epoch": 2, "val_loss": 9.0, "bops": 9.0})]) == [C]
-    assert feed(scheduler, [("b", {"epoch": 2, "val_loss": 1.0, "bops": 1.0})]) == [C]
-    assert feed(scheduler, [("c", {"epoch": 1, "val_loss": 5.0, "bops": 5.0})]) == [C]  # 2nd of 3: keep 2
-    assert "1: 3 trial(s) | 2: 2 trial(s)" in scheduler.debug_string()
+    assert rungs.feed([("a", {"epoch": 2, "val_loss": 9.0, "bops": 9.0})]) == [C]
+    assert rungs.feed([("b", {"epoch": 2, "val_loss": 1.0, "bops": 1.0})]) == [C]
+    assert rungs.feed([("c", {"epoch": 1, "val_loss": 5.0, "bops": 5.0})]) == [C]  # 2nd of 3: keep 2
 
 
-def test_results_without_the_time_or_the_metric_continue_and_max_t_stops() -> None:
-    scheduler = asha()
-    assert feed(scheduler, [("a", {"epoch": 1, "val_loss": 1.0, "bops": 1.0})]) == [C]
-    worse = {"val_loss": 5.0, "bops": 5.0}
-    assert feed(scheduler, [("b", worse), ("b", {"epoch": 1, "bops": 5.0})]) == [C, C]
-    assert "1: 1 trial(s)" in scheduler.debug_string()  # nothing recorded
-    assert feed(scheduler, [("b", {"epoch": 4, **worse})]) == [S]  # the full budget is spent
+def test_infinite_points_survive_the_store_as_the_worst_values(sqlite_url: str) -> None:
+    rungs = Rungs(sqlite_url, plan())
+    assert rungs.feed([("a", {"epoch": 1, "val_loss": math.inf, "bops": 1.0})]) == [C]
+    assert rungs.feed([("b", {"epoch": 1, "val_loss": 1.0, "bops": 1.0})]) == [C]
+    trial = rungs.trials["a"]
+    points, own = rungs.store.record_rung(trial.id, 0, 1, [0.0, 0.0])
+    assert points == [[math.inf, 1.0], [1.0, 1.0]] and own == 0
 
 
-def test_brackets_take_trials_round_robin_and_rungs_stay_below_max_t() -> None:
-    scheduler = asha(max_t=8, brackets=3)
-    assert scheduler.milestones == [[1, 2, 4], [2, 4], [4]]
-    for trial_id in ["t0", "t1", "t2", "t3"]:
-        scheduler.on_trial_add(None, FakeTrial(trial_id))  # type: ignore[arg-type]
-    assert feed(scheduler, [("t0", {"epoch": 1, "val_loss": 1.0, "bops": 1.0})]) == [C]
+def test_brackets_take_trials_round_robin_and_rungs_stay_below_the_epochs(sqlite_url: str) -> None:
+    rungs = plan(epochs=8, brackets=3)
+    assert rungs.milestones == ((1, 2, 4), (2, 4), (4,))
+    assert [rungs.bracket(n) for n in range(4)] == [0, 1, 2, 0]
+    feeder = Rungs(sqlite_url, rungs)
+    names = ["t0", "t1", "t2", "t3"]
+    for name in names:  # numbers 0..3 in this order
+        feeder.feed([(name, {"epoch": 0, "val_loss": 0.0})])
+    assert feeder.feed([("t0", {"epoch": 1, "val_loss": 1.0, "bops": 1.0})]) == [C]
     # t3 is in bracket 0 with t0, which dominates it; t1's bracket has no rung at epoch 1.
-    assert feed(scheduler, [("t3", {"epoch": 1, "val_loss": 5.0, "bops": 5.0})]) == [S]
-    assert feed(scheduler, [("t1", {"epoch": 1, "val_loss": 9.0, "bops": 9.0})]) == [C]
-    assert feed(scheduler, [("t2", {"epoch": 3, "val_loss": 9.0, "bops": 9.0})]) == [C]
-    assert scheduler.debug_string().splitlines()[1:] == [
-        "bracket 0: 1: 2 trial(s) | 2: 0 trial(s) | 4: 0 trial(s)",
-        "bracket 1: 2: 0 trial(s) | 4: 0 trial(s)",
-        "bracket 2: 4: 0 trial(s)",
-    ]
+    assert feeder.feed([("t3", {"epoch": 1, "val_loss": 5.0, "bops": 5.0})]) == [S]
+    assert feeder.feed([("t1", {"epoch": 1, "val_loss": 9.0, "bops": 9.0})]) == [C]
+    assert feeder.feed([("t1", {"epoch": 2, "val_loss": 9.0, "bops": 9.0})]) == [C]  # alone in its rung
 
 
-def test_tune_level_metric_or_mode_is_refused_and_bad_settings_raise() -> None:
-    scheduler = asha()
-    assert scheduler.set_search_properties(None, None) is True
-    assert scheduler.set_search_properties("val_loss", None) is False
-    assert scheduler.set_search_properties(None, "max") is False
-    assert scheduler.metric == "val_loss"
+def test_bad_settings_raise() -> None:
     with pytest.raises(ValueError, match="reduction_factor > 1"):
-        asha(reduction_factor=1)
+        plan(reduction_factor=1)
     with pytest.raises(ValueError, match="'minimize' or 'maximize'"):
-        asha(costs=[("bops", "min")])
+        plan(costs=[("bops", "min")])

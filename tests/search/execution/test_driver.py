@@ -73,13 +73,19 @@ def test_over_budget_configs_are_rejected_without_training(sqlite_url: str) -> N
 
 
 def test_a_budget_nothing_meets_stops_the_sweep_cleanly(sqlite_url: str) -> None:
-    with pytest.raises(SweepError, match=r"in a row were infeasible or over budget \(bops <= 1\)"):
+    with pytest.raises(
+        SweepError, match=r"in a row were infeasible, over budget or already in the sweep \(bops <= 1\)"
+    ):
         run_sweep(parse_config(small_config(sqlite_url, budgets=["bops <= 1"])))
     store = Store(sqlite_url)
     sweep, _ = load_sweep(store, "tiny")
     assert store.get_sweep("tiny").status == "STOPPED"
     assert {t.state for t in store.trials(sweep.id)} == {TrialState.INFEASIBLE}
     assert all(store.metrics(t.id) == [] for t in store.trials(sweep.id))
+    rows = len(store.trials(sweep.id))
+    with pytest.raises(SweepError, match=r"in a row were infeasible"):  # a resume stops at once ...
+        run_sweep(parse_config(small_config(sqlite_url, budgets=["bops <= 1"])))
+    assert len(store.trials(sweep.id)) == rows  # ... adding no rows
 
 
 def test_failing_and_diverging_trials_never_stop_the_sweep(
@@ -201,7 +207,7 @@ def test_confirm_replicates_the_front_and_builds_the_front_of_means(sqlite_url: 
 def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.execution._loop import Driver, confirm_sweep
+    from search.execution._loop import SweepLoop, confirm_sweep
     from search.results import evaluations, pooled_std
 
     config = parse_config(small_config(sqlite_url, trials=3))
@@ -219,11 +225,16 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     assert noise["emd_mean"] == pytest.approx(expected_std)
     assert "bops" not in noise  # the same architecture costs the same whatever the seed
 
-    driver = Driver(parse_config(small_config(sqlite_url, trials=4)))
+    driver = SweepLoop(parse_config(small_config(sqlite_url, trials=4)))
     observed: list[Any] = []
     told: list[Any] = []
     tell = driver.strategy.tell
-    monkeypatch.setattr(driver.strategy, "observe", lambda config, outcome: observed.append(outcome))
+    observe = driver.strategy.observe
+    monkeypatch.setattr(
+        driver.strategy,
+        "observe",
+        lambda config, outcome: (observed.append(outcome), observe(config, outcome)),
+    )
     monkeypatch.setattr(
         driver.strategy, "tell", lambda key, outcome: (told.append(outcome), tell(key, outcome))
     )
@@ -242,11 +253,11 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
 def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from search.execution._loop import Driver
+    from search.execution._loop import SweepLoop
     from search.strategies import StrategyError
 
     config = parse_config(small_config(sqlite_url, trials=3))
-    driver = Driver(config)
+    driver = SweepLoop(config)
     ask = driver.strategy.ask
     asked: list[int] = []
 
@@ -274,7 +285,7 @@ def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
 def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_trial(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search.execution._loop
+    import search.execution._executor
     from search._types import Failed
 
     def trial_whose_import_eats_ctrl_c(job: Any) -> Failed:
@@ -287,7 +298,7 @@ def test_a_ctrl_c_a_library_swallows_still_stops_the_sweep_and_requeues_the_tria
             return Failed("ImportError: initialization failed")
         return Failed("no SIGINT arrived")
 
-    monkeypatch.setattr(search.execution._loop, "run_trial", trial_whose_import_eats_ctrl_c)
+    monkeypatch.setattr(search.execution._executor, "run_trial", trial_whose_import_eats_ctrl_c)
     summary = run_sweep(parse_config(small_config(sqlite_url, trials=3)))
     assert summary.interrupted
     store = Store(sqlite_url)
@@ -322,3 +333,40 @@ def test_a_missing_data_file_is_a_config_error(tmp_path: Path) -> None:
     task = {"name": "econt", "data": str(tmp_path / "nope.csv"), "rows": 100}
     with pytest.raises(ConfigError, match=r"task.data: no data file '.*nope.csv'"):
         parse_config(small_config("sqlite:///unused.db", task=task))
+
+
+@pytest.mark.slow
+def test_asha_on_local_workers_prunes_trials_that_stay_out_of_the_front(sqlite_url: str) -> None:
+    from search.results import sweep_front
+
+    scheduler = {"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1}
+    config = parse_config(
+        small_config(sqlite_url, trials=8, epochs=4, executor={"workers": 2}, scheduler=scheduler)
+    )
+    summary = run_sweep(config)
+    store = Store(sqlite_url)
+    sweep = store.get_sweep("tiny")
+    assert sweep is not None
+    trials = [t for t in store.trials(sweep.id) if t.state is not TrialState.INFEASIBLE]
+    pruned = [t for t in trials if t.state is TrialState.PRUNED]
+    completed = [t for t in trials if t.state is TrialState.COMPLETED]
+    assert len(pruned) + len(completed) == 8 and pruned
+    for trial in pruned:
+        assert 1 <= trial.fidelity < 4 and "emd_mean" not in trial.results and "bops" in trial.results
+        assert [row["epoch"] for row in store.metrics(trial.id)] == list(range(1, trial.fidelity + 1))
+    front, volume = sweep_front(store, sweep)
+    assert {t.number for t in front} <= {t.number for t in completed}
+    assert [t.number for t in summary.front] == [t.number for t in front] and summary.hypervolume == volume
+
+
+def test_a_resumed_sweep_draws_its_own_stream_and_never_trains_a_config_twice(sqlite_url: str) -> None:
+    from search.execution._loop import SweepLoop
+
+    run_sweep(parse_config(small_config(sqlite_url, trials=2)))
+    resumed = SweepLoop(parse_config(small_config(sqlite_url, trials=4)))
+    assert resumed.strategy.seed != 3  # session 2 of the sweep: not the first session's stream
+    resumed.run()
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trained = [t for t in store.trials(sweep.id) if t.state is not TrialState.INFEASIBLE]
+    assert len(trained) == 4 and len({t.config_hash for t in trained}) == 4

@@ -16,8 +16,8 @@ import pytest
 import ray
 
 from search._config import parse_config
-from search.execution._loop import Driver, run_sweep
-from search.execution._ray import ExecutorError, TuneBridge
+from search.execution._loop import SweepLoop, run_sweep
+from search.execution._ray import ExecutorError
 from search.results import sweep_front
 from search.storage._schema import TrialState
 from search.storage._store import Store
@@ -55,8 +55,8 @@ def ray_config(store: str, **overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("strategy", ["random", "optuna-tpe"])
 def test_asha_prunes_trials_and_the_front_uses_full_fidelity_only(sqlite_url: str, strategy: str) -> None:
     config = parse_config(ray_config(sqlite_url, strategy={"name": strategy}))
-    bridge = TuneBridge(Driver(config))
-    summary = bridge.run()
+    loop = SweepLoop(config)
+    summary = loop.run()
     store = Store(sqlite_url)
     trials = store.trials(store.get_sweep("ray-sweep").id)
     assert [t.number for t in trials] == list(range(len(trials)))
@@ -75,7 +75,7 @@ def test_asha_prunes_trials_and_the_front_uses_full_fidelity_only(sqlite_url: st
         assert [row["epoch"] for row in store.metrics(trial.id)] == [1, 2, 3, 4]
     assert {t.number for t in summary.front} <= {t.number for t in completed}
     assert (summary.front, summary.hypervolume) == sweep_front(store, store.get_sweep("ray-sweep"))
-    seen = bridge.driver.strategy.state_dict()["seen"]
+    seen = loop.strategy.state_dict()["seen"]
     assert seen["pruned"] == len(pruned) and seen["completed"] == len(completed)
 
 

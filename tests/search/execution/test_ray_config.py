@@ -1,5 +1,5 @@
-"""The Ray executor without a Ray session: config checks, ASHA presets, the Searcher adapter's bookkeeping,
-the rung reporter's NaN policy, and bad input refused before the sweep exists."""
+"""Scheduling and the Ray executor without a Ray session: config checks, ASHA presets and rung plans, the
+rungs a trial reports, and bad Ray input refused before the sweep exists."""
 
 from __future__ import annotations
 
@@ -10,30 +10,14 @@ from typing import Any
 
 import pytest
 from ray._private.utils import check_version_info
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search._config import ConfigError, parse_config
-from search._types import Completed, Failed, Pruned, Rejected
-from search.execution._asha import ParetoASHA
-from search.execution._loop import Driver, run_sweep
-from search.execution._ray import (
-    OUTCOME_KEY,
-    DriverSearcher,
-    ExecutorError,
-    TuneBridge,
-    asha_settings,
-    decode_outcome,
-    encode_outcome,
-    explain_connect_error,
-    job_from_json,
-    job_to_json,
-    make_scheduler,
-    rung_metric,
-    rung_reporter,
-)
+from search._types import Completed, Failed, Pruned
+from search.execution._loop import SweepLoop, run_sweep
+from search.execution._ray import ExecutorError, explain_connect_error
+from search.execution._setup import asha_settings, rung_metric, rung_plan
 from search.execution._trial import run_trial, task_data
-from search.storage._schema import TrialState
-from search.storage._store import Store
+from search.storage import Store
 
 
 def ray_config(store: str, **overrides: Any) -> dict[str, Any]:
@@ -54,10 +38,15 @@ def ray_config(store: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def local(store: str, **overrides: Any) -> SweepLoop:
+    """A sweep loop on the in-process executor (no Ray), for running single trials by hand."""
+    return SweepLoop(parse_config(ray_config(store, executor={"kind": "local"}, **overrides)))
+
+
 # -- config -------------------------------------------------------------------------------------------
-def test_asha_needs_the_ray_executor() -> None:
-    with pytest.raises(ConfigError, match=r"scheduler 'asha' needs executor kind 'ray'"):
-        parse_config(ray_config("sqlite://", executor={"kind": "local"}))
+def test_asha_runs_on_the_local_executor_too() -> None:
+    config = parse_config(ray_config("sqlite://", executor={"kind": "local", "workers": 2}))
+    assert rung_plan(config) == rung_plan(parse_config(ray_config("sqlite://")))
 
 
 def test_grace_period_must_leave_epochs_to_cut() -> None:
@@ -118,80 +107,53 @@ def test_promotion_must_be_pareto_or_metric() -> None:
     assert parse_config(ray_config("sqlite://")).scheduler.promotion == "pareto"
 
 
-def test_make_scheduler_ranks_the_rung_metric_with_the_cost_objectives() -> None:
+def test_the_rung_plan_ranks_the_rung_metric_with_the_cost_objectives() -> None:
     objectives = [{"emd_mean": "minimize"}, {"model_kb": "minimize"}, {"bops": "minimize"}]
     config = parse_config(
         ray_config("sqlite://", objectives=objectives, scheduler={"kind": "asha", "metric": "emd"})
     )
-    scheduler = make_scheduler(config)
-    assert isinstance(scheduler, ParetoASHA)
-    assert scheduler.metric == "emd_mean_subsample"
-    assert scheduler.costs == [("model_kb", "minimize"), ("bops", "minimize")]  # not emd_mean: a metric
-    assert scheduler.milestones == [[1, 3], [3]]  # standard preset at 9 epochs: grace 1, rf 3, 2 brackets
+    plan = rung_plan(config)
+    assert plan is not None and plan.metric == "emd_mean_subsample"
+    assert plan.costs == (("model_kb", "minimize"), ("bops", "minimize"))  # not emd_mean: a metric
+    assert plan.milestones == ((1, 3), (3,))  # standard preset at 9 epochs: grace 1, rf 3, 2 brackets
     assert rung_metric(config.scheduler, "waveform") == "emd1d_mean_subsample"
-    plain = parse_config(ray_config("sqlite://", scheduler={"kind": "none"}))
-    assert isinstance(make_scheduler(plain), FIFOScheduler)
+    assert rung_plan(parse_config(ray_config("sqlite://", scheduler={"kind": "none"}))) is None
+    metric_only = parse_config(ray_config("sqlite://", scheduler={"kind": "asha", "promotion": "metric"}))
+    assert rung_plan(metric_only).costs == ()  # type: ignore[union-attr]
 
 
-def test_metric_promotion_builds_ray_asha_on_the_rung_metric() -> None:
-    config = parse_config(ray_config("sqlite://", scheduler={"kind": "asha", "promotion": "metric"}))
-    scheduler = make_scheduler(config)
-    assert isinstance(scheduler, ASHAScheduler) and not isinstance(scheduler, ParetoASHA)
-    assert scheduler.metric == "val_loss" and scheduler._mode == "min"
-
-
-def test_outcomes_survive_a_tune_result() -> None:
-    for outcome in [
-        Completed({"emd_mean": 1.5, "bops": math.inf}, fidelity=9),
-        Pruned({"bops": 3.0}, fidelity=2),
-        Failed("diverged: loss became nan"),
-        Rejected("bops = 10 exceeds budget bops <= 1"),
-    ]:
-        assert decode_outcome(encode_outcome(outcome)) == outcome
-
-
-def test_a_job_survives_the_tune_config(sqlite_url: str) -> None:
-    driver = Driver(parse_config(ray_config(sqlite_url, budgets=["bops <= 5e5"])))
-    job = driver._job(driver.store.create_trial(driver.sweep.id, {"latent": 8}, config_hash="h"))
-    assert job_from_json(job_to_json(job)) == job
-
-
-# -- the worker's rung reporter ---------------------------------------------------------------------
-def test_rung_reporter_reports_all_but_the_last_epoch_and_stops_nan(sqlite_url: str) -> None:
-    from objectives import DivergedError
-
-    config = parse_config(ray_config(sqlite_url, epochs=3))
-    reports: list[dict[str, float]] = []
-    driver = Driver(config)
-    trial = driver.store.create_trial(driver.sweep.id, {"x": 1}, config_hash="h")
-    on_epoch = rung_reporter(driver._job(trial), "val_loss", 500, reports.append)
-    costs = {"bops": 5e4}
-    on_epoch(1, {"train_loss": 2.0, "val_loss": 1.5}, None, costs)  # type: ignore[arg-type]
-    on_epoch(3, {"train_loss": 1.0, "val_loss": 0.5}, None, costs)  # type: ignore[arg-type]
-    assert reports == [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.5, "bops": 5e4}]
-    with pytest.raises(DivergedError, match=r"rung metric val_loss is nan at epoch 2"):
-        on_epoch(2, {"train_loss": 1.0, "val_loss": math.nan}, None, costs)  # type: ignore[arg-type]
-    assert len(reports) == 1  # NaN never reaches ASHA
-
-
-def test_rung_reports_carry_the_pre_training_costs_which_the_store_keeps_out_of_the_metrics(
-    sqlite_url: str,
+# -- the rungs a trial reports ----------------------------------------------------------------------
+def test_a_trial_records_its_rung_points_and_a_dominated_one_is_pruned_there(
+    sqlite_url: str, monkeypatch: Any
 ) -> None:
+    import search.execution._trial as trial_module
     from spaces import get_preset
 
-    objectives = [{"emd_mean": "minimize"}, {"bops": "minimize"}, {"model_kb": "minimize"}]
-    config = parse_config(ray_config(sqlite_url, objectives=objectives, epochs=2))
-    driver = Driver(config)
-    trial = driver.store.create_trial(driver.sweep.id, get_preset("econt_baseline"), config_hash="h")
-    reports: list[dict[str, float]] = []
-    outcome = run_trial(
-        driver._job(trial), on_epoch=rung_reporter(driver._job(trial), "val_loss", 500, reports.append)
-    )
-    assert isinstance(outcome, Completed)
-    totals = driver.store.costs([trial.id])[trial.id]["totals"]
-    assert [set(r) for r in reports] == [{"epoch", "train_loss", "val_loss", "bops", "model_kb"}]
-    assert reports[0]["bops"] == totals["bops"] and reports[0]["model_kb"] > 0
-    assert {k for row in driver.store.metrics(trial.id) for k in row} == {"epoch", "train_loss", "val_loss"}
+    scheduler = {"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1}
+    loop = local(sqlite_url, epochs=4, scheduler=scheduler)
+    preset = get_preset("econt_baseline")
+    rung_values = iter([1.0, 1.0, 2.0])  # first trial at rungs 1 and 2, then the second at rung 1
+    monkeypatch.setattr(trial_module, "_rung_metric", lambda *args: next(rung_values))
+    first = loop.store.create_trial(loop.sweep.id, preset, config_hash="a")
+    outcome = run_trial(loop._job(first))
+    assert isinstance(outcome, Completed) and outcome.fidelity == 4  # alone at its rungs: goes on
+    # The same architecture (same cost) with a worse rung metric is cut at its first rung.
+    second = loop.store.create_trial(loop.sweep.id, {**preset, "lr": 1e-4}, config_hash="b")
+    pruned = run_trial(loop._job(second))
+    assert isinstance(pruned, Pruned) and pruned.fidelity == 1
+    assert pruned.values["val_loss"] == 2.0 and {"train_loss", "bops", "ops"} <= set(pruned.values)
+    assert [row["epoch"] for row in loop.store.metrics(second.id)] == [1]
+
+
+def test_a_non_finite_rung_metric_fails_the_trial_as_diverged(sqlite_url: str, monkeypatch: Any) -> None:
+    import search.execution._trial as trial_module
+    from spaces import get_preset
+
+    loop = local(sqlite_url, epochs=3)
+    trial = loop.store.create_trial(loop.sweep.id, get_preset("econt_baseline"), config_hash="h")
+    monkeypatch.setattr(trial_module, "_rung_metric", lambda *args: math.nan)
+    outcome = run_trial(loop._job(trial))
+    assert isinstance(outcome, Failed) and "rung metric val_loss is nan at epoch 1" in outcome.reason
 
 
 def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: str) -> None:
@@ -199,91 +161,26 @@ def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: 
 
     from objectives import emd_hex, from_8x8
     from objectives._tasks import predict
+    from search.execution._trial import _rung_metric
     from spaces import build_model, get_preset
 
-    config = parse_config(
-        ray_config(sqlite_url, scheduler={"kind": "asha", "metric": "emd", "emd_rows": 120})
-    )
-    driver = Driver(config)
-    trial = driver.store.create_trial(driver.sweep.id, get_preset("econt_baseline"), config_hash="h")
-    job = driver._job(trial)
+    loop = local(sqlite_url, scheduler={"kind": "asha", "metric": "emd", "emd_rows": 120})
+    trial = loop.store.create_trial(loop.sweep.id, get_preset("econt_baseline"), config_hash="h")
+    job = loop._job(trial)
     torch.manual_seed(0)
     model = build_model("econt", get_preset("econt_baseline"))
-    reports: list[dict[str, float]] = []
-    rung_reporter(job, "emd_mean_subsample", 120, reports.append)(1, {"val_loss": 1.0}, model, {})
+    assert job.rungs is not None
+    value = _rung_metric(job, job.rungs, {"val_loss": 1.0}, model)
     data = task_data(job.task, job.data_seed)
     cells = from_8x8(predict(model, data.val_x[:120])).clamp_min(0.0).double().numpy()
     expected = float(emd_hex(data.val_raw[:120], cells).as_dict()["emd_mean"])
-    assert reports[0]["emd_mean_subsample"] == pytest.approx(expected, rel=1e-12)
+    assert value == pytest.approx(expected, rel=1e-12)
 
 
-# -- the Searcher adapter -------------------------------------------------------------------------------
-def test_searcher_turns_tune_events_into_store_states_and_strategy_outcomes(sqlite_url: str) -> None:
-    config = parse_config(ray_config(sqlite_url, trials=3, max_retries=1, scheduler={"kind": "none"}))
-    driver = Driver(config)
-    bridge = TuneBridge(driver)
-    searcher = DriverSearcher(bridge)
-    store = driver.store
-
-    first = searcher.suggest("ray-a")
-    assert job_from_json(first["job"]).number == 0 and first["rung_metric"] == "val_loss"
-    assert store.get_trial(job_from_json(first["job"]).trial_id).state is TrialState.RUNNING
-    second = searcher.suggest("ray-b")
-    assert job_from_json(second["job"]).number == 1
-
-    # A full run reports its outcome; an ASHA stop ends with a rung result marked done.
-    done = Completed({"emd_mean": 2.0, "bops": 5e4, "val_loss": 0.3}, fidelity=9)
-    searcher.on_trial_complete("ray-a", {"epoch": 9, "val_loss": 0.3, OUTCOME_KEY: encode_outcome(done)})
-    store.record_cost(job_from_json(second["job"]).trial_id, {"totals": {"bops": 7e4, "ops": 900.0}})
-    searcher.on_trial_complete("ray-b", {"epoch": 3, "val_loss": 0.8, "train_loss": 0.9, "done": True})
-    a, b = (
-        store.get_trial(job_from_json(first["job"]).trial_id),
-        store.get_trial(job_from_json(second["job"]).trial_id),
-    )
-    assert a.state is TrialState.COMPLETED and a.fidelity == 9 and a.results["emd_mean"] == 2.0
-    assert b.state is TrialState.PRUNED and b.fidelity == 3
-    assert b.results == {"bops": 7e4, "ops": 900.0, "val_loss": 0.8, "train_loss": 0.9}
-
-    # A dead worker: the trial runs again under the same number and strategy key, then fails.
-    third = searcher.suggest("ray-c")
-    number, trial_id = job_from_json(third["job"]).number, job_from_json(third["job"]).trial_id
-    key = bridge.keys[trial_id]
-    searcher.on_trial_complete("ray-c", None, error=True)  # Ray's reason comes through the callback
-    assert store.get_trial(trial_id).state is TrialState.RUNNING
-    bridge.errored("ray-c", "Ray worker failed: The actor died unexpectedly")
-    requeued = store.get_trial(trial_id)
-    assert requeued.state is TrialState.QUEUED
-    assert requeued.error == "Ray worker failed: The actor died unexpectedly; retried"
-    again = searcher.suggest("ray-d")
-    assert job_from_json(again["job"]).number == number and bridge.keys[trial_id] == key
-    assert searcher.suggest("ray-e") is None  # budget spent, one still running: wait, do not finish
-    bridge.errored("ray-d", "Ray worker failed: The actor died unexpectedly")
-    failed = store.get_trial(trial_id)
-    assert failed.state is TrialState.FAILED and failed.attempts == 2
-    assert failed.error == "Ray worker failed: The actor died unexpectedly (after 2 attempt(s))"
-
-    assert searcher.suggest("ray-f") == "FINISHED"
-    seen = driver.strategy.state_dict()["seen"]
-    assert seen == {"completed": 1, "pruned": 1, "failed": 1, "rejected": 0}
-    assert driver.strategy.state_dict()["pending"] == 0  # every key told exactly once
-
-
-def test_a_trial_stopped_by_an_interrupted_experiment_stays_running_for_resume(sqlite_url: str) -> None:
-    driver = Driver(parse_config(ray_config(sqlite_url)))
-    bridge = TuneBridge(driver)
-    suggested = bridge.suggest("ray-a")
-    assert isinstance(suggested, dict)
-    bridge.complete("ray-a", {"epoch": 2, "val_loss": 0.5})  # not done, no outcome: Tune was shut down
-    assert driver.store.get_trial(job_from_json(suggested["job"]).trial_id).state is TrialState.RUNNING
-    assert "ray-a" in bridge.inflight
-
-
-def test_errors_inside_tune_are_kept_for_the_driver(sqlite_url: str) -> None:
-    driver = Driver(parse_config(ray_config(sqlite_url)))
-    driver._rejections = 100  # as if the space had yielded nothing feasible for that long
-    bridge = TuneBridge(driver)
-    assert DriverSearcher(bridge).suggest("ray-a") == "FINISHED"  # Tune stops cleanly ...
-    assert "100 configs in a row were infeasible" in str(bridge.error)  # ... and run() re-raises this
+def test_replicates_are_never_cut(sqlite_url: str) -> None:
+    loop = local(sqlite_url)
+    trial = loop.store.create_trial(loop.sweep.id, {"latent": 8}, config_hash="h", replicate_of=0)
+    assert loop._job(trial).rungs is None
 
 
 # -- bad input before anything starts --------------------------------------------------------------

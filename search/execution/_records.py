@@ -1,0 +1,62 @@
+"""What the sweep loop writes about a sweep besides trial states: the outcome a stored trial stands for, the
+reference point, and the replicates of ``confirm``."""
+
+from __future__ import annotations
+
+from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search.results import completed_search_trials, sweep_front
+from search.results._pareto import default_reference
+from search.storage import Store, SweepRecord, TrialRecord, TrialState
+
+
+def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:
+    """The outcome a finished trial stands for, as strategies are told it."""
+    if trial.state is TrialState.COMPLETED:
+        return Completed({k: trial.results[k] for k in objectives}, fidelity=trial.fidelity)
+    if trial.state is TrialState.PRUNED:
+        return Pruned({k: v for k, v in trial.results.items() if k in objectives}, fidelity=trial.fidelity)
+    if trial.state is TrialState.INFEASIBLE:
+        return Rejected(trial.error or "infeasible")
+    return Failed(trial.error or "failed")
+
+
+def state_for(outcome: Outcome) -> TrialState:
+    return {
+        Completed: TrialState.COMPLETED,
+        Pruned: TrialState.PRUNED,
+        Failed: TrialState.FAILED,
+        Rejected: TrialState.INFEASIBLE,
+    }[type(outcome)]
+
+
+def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
+    """Store a reference point derived from the completed trials, once, if the config gave none."""
+    if sweep.reference_point is not None:
+        return
+    names = [o["name"] for o in sweep.objectives]
+    points = [[t.results[n] for n in names] for t in completed_search_trials(store, sweep)]
+    if points:
+        store.set_reference_point(
+            sweep.id, default_reference(points, [o["direction"] for o in sweep.objectives])
+        )
+
+
+def queue_replicates(store: Store, sweep: SweepRecord, seeds: int) -> int:
+    """Queue replicates so every trial on the front has ``seeds`` of them; returns how many were added."""
+    front, _ = sweep_front(store, sweep)
+    existing: dict[int, int] = {}
+    for trial in store.trials(sweep.id):
+        if trial.replicate_of is not None:
+            existing[trial.replicate_of] = existing.get(trial.replicate_of, 0) + 1
+    added = 0
+    for trial in front:
+        for _ in range(seeds - existing.get(trial.number, 0)):
+            store.create_trial(
+                sweep.id,
+                trial.params,
+                config_hash=trial.config_hash,
+                origin="confirm",
+                replicate_of=trial.number,
+            )
+            added += 1
+    return added

@@ -1,0 +1,143 @@
+"""One suite for every executor (local worker processes, Ray tasks): what the sweep loop relies on."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from search._config import parse_config
+from search._types import Completed, Failed
+from search.execution._executor import Executor, Finished, ProcessExecutor, WorkerLost
+from search.execution._loop import SweepLoop
+from search.storage import TrialRecord, TrialState
+from spaces import get_preset
+
+
+def config(store: str, epochs: int = 2) -> dict[str, Any]:
+    return {
+        "name": "executors",
+        "task": {"name": "econt", "data": "synthetic", "rows": 3000, "val_rows": 300},
+        "space": "econt",
+        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
+        "trials": 1,
+        "epochs": epochs,
+        "store": store,
+    }
+
+
+@pytest.fixture(
+    params=["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])],
+)
+def make_executor(request: pytest.FixtureRequest) -> Iterator[Any]:
+    made: list[Executor] = []
+
+    def make() -> Executor:
+        if request.param == "local":
+            executor: Executor = ProcessExecutor(1)
+        else:
+            from search._config import ExecutorConfig
+            from search.execution._ray import RayExecutor
+
+            executor = RayExecutor(ExecutorConfig(kind="ray", workers=1))
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.shutdown()
+
+
+def start(loop: SweepLoop, params: dict[str, Any]) -> TrialRecord:
+    trial = loop.store.create_trial(loop.sweep.id, params, config_hash=str(len(params)) + str(params))
+    return loop.store.start_trial(trial.id, worker="test", host="test")
+
+
+def wait(executor: Executor, seconds: float) -> list[Finished]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        finished = executor.collect(1.0)
+        if finished:
+            return finished
+    return []
+
+
+def worker_pid(loop: SweepLoop, trial: TrialRecord, seconds: float = 60) -> int:
+    """The pid the running trial's worker recorded, once it has finished an epoch."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        current = loop.store.get_trial(trial.id)
+        if current.fidelity >= 1 and current.worker not in (None, "test"):
+            return int(current.worker.split(":")[1].split()[0])  # "host:pid" or "host:pid ray-node id"
+        time.sleep(0.1)
+    raise AssertionError("the trial never reported an epoch")
+
+
+def test_a_finished_trial_comes_back_with_its_outcome(sqlite_url: str, make_executor: Any) -> None:
+    executor = make_executor()
+    loop = SweepLoop(parse_config(config(sqlite_url)), executor=executor)
+    trial = start(loop, get_preset("econt_baseline"))
+    executor.submit(loop._job(trial))
+    ((trial_id, outcome),) = wait(executor, 120)
+    assert trial_id == trial.id and isinstance(outcome, Completed) and outcome.fidelity == 2
+    assert outcome.values["ops"] == 6544 and [m["epoch"] for m in loop.store.metrics(trial.id)] == [1, 2]
+    assert loop.store.get_trial(trial.id).worker != "test"  # the worker named itself
+
+
+def test_a_failing_trial_comes_back_failed_with_its_reason(sqlite_url: str, make_executor: Any) -> None:
+    executor = make_executor()
+    loop = SweepLoop(parse_config(config(sqlite_url)), executor=executor)
+    trial = start(loop, {k: v for k, v in get_preset("econt_baseline").items() if k != "latent"})
+    executor.submit(loop._job(trial))
+    ((trial_id, outcome),) = wait(executor, 120)
+    assert trial_id == trial.id and isinstance(outcome, Failed) and "latent" in outcome.reason
+
+
+def test_a_killed_worker_loses_its_trial_and_the_executor_goes_on(
+    sqlite_url: str, make_executor: Any
+) -> None:
+    executor = make_executor()
+    loop = SweepLoop(parse_config(config(sqlite_url, epochs=200)), executor=executor)
+    trial = start(loop, get_preset("econt_baseline"))
+    executor.submit(loop._job(trial))
+    os.kill(worker_pid(loop, trial), signal.SIGKILL)
+    ((trial_id, outcome),) = wait(executor, 60)
+    assert trial_id == trial.id and isinstance(outcome, WorkerLost) and "died" in outcome.reason
+    short = SweepLoop(parse_config({**config(sqlite_url), "name": "after"}), executor=executor)
+    again = start(short, get_preset("econt_baseline"))
+    executor.submit(short._job(again))
+    ((_, outcome),) = wait(executor, 120)
+    assert isinstance(outcome, Completed)
+
+
+def test_cancel_abandons_running_trials_and_frees_their_workers(sqlite_url: str, make_executor: Any) -> None:
+    executor = make_executor()
+    loop = SweepLoop(parse_config(config(sqlite_url, epochs=200)), executor=executor)
+    trial = start(loop, get_preset("econt_baseline"))
+    executor.submit(loop._job(trial))
+    pid = worker_pid(loop, trial)
+    executor.cancel()
+    assert executor.collect(1.0) == []  # abandoned trials are never reported
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and loop.store.get_trial(trial.id).fidelity < 200:
+        fidelity = loop.store.get_trial(trial.id).fidelity
+        time.sleep(2.0)
+        if loop.store.get_trial(trial.id).fidelity == fidelity:
+            break  # no epoch in 2 s: the worker stopped training
+    else:
+        raise AssertionError("the cancelled trial kept training")
+    assert not _alive(pid) or pid not in [p.pid for p in multiprocessing.active_children()]
+    assert loop.store.get_trial(trial.id).state is TrialState.RUNNING  # the loop, not the executor, requeues
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
