@@ -233,10 +233,15 @@ class Results:
         try:
             if self._immutable and self._path is not None:
                 if _fingerprint(self._path) == self._at_rest:
-                    with self._engine.begin() as connection:
-                        result = work(connection)
-                    if _fingerprint(self._path) == self._at_rest:
-                        return result
+                    try:
+                        with self._engine.begin() as connection:
+                            result = work(connection)
+                    except SQLAlchemyError:
+                        if _fingerprint(self._path) == self._at_rest:
+                            raise
+                    else:  # a read the file changed under (or failed on, half-written) is not trusted
+                        if _fingerprint(self._path) == self._at_rest:
+                            return result
                 self._engine.dispose()  # a writer appeared: share its -wal/-shm from now on
                 self._immutable = False
                 self._engine = self._create_engine()
