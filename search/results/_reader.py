@@ -15,10 +15,12 @@ Contract:
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -395,6 +397,13 @@ class Results:
     ) -> list[TrialRecord]:
         """Trials of ``query`` with their results: joined on ``conditions`` (one query) when given, else
         by the ids of the rows read (for pages)."""
+        with _no_gc():  # ~1e5 acyclic objects: the cyclic collector would rescan the growing heap for nothing
+            return self._load_rows(connection, query, conditions)
+
+    @staticmethod
+    def _load_rows(
+        connection: Connection, query: Select[Any], conditions: list[Any] | None
+    ) -> list[TrialRecord]:
         rows = connection.execute(query).all()
         results: dict[int, dict[str, float]] = {}
         if conditions is not None:
@@ -470,6 +479,17 @@ class Results:
     def hypervolume_history(self, sweep: SweepRecord) -> list[dict[str, Any]]:
         """Hypervolume after each completed trial, in completion order: [{"trial", "hypervolume"}, ...]."""
         return list(self.report(sweep).history())
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _chunks(ids: list[int]) -> Iterator[list[int]]:
