@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from hw_models import estimate
-from spaces import build_model, get_preset, get_space
+from objectives import get_task
+from spaces import get_preset, get_space
 
 TARGET_SECONDS = 0.2
-INPUT_SHAPES = {"econt": (1, 8, 8), "waveform": (48,)}
+INPUT_SHAPES = {name: get_task(name).input_shape for name in ("econt", "waveform")}
 
 
 def _time_space(task: str, samples: int, seed: int) -> dict[str, list[float]]:
@@ -35,7 +36,7 @@ def _time_space(task: str, samples: int, seed: int) -> dict[str, list[float]]:
         config = space.validate(space.sample(rng))
         if not isinstance(config, dict):
             continue  # infeasible draws are rejected by the search before any costing
-        encoder = build_model(task, config).encoder
+        encoder = get_task(task).build_model(config).encoder
         start = time.perf_counter()
         estimate(encoder, INPUT_SHAPES[task])
         timings["quantized" if config.get("quantize") else "float"].append(time.perf_counter() - start)
@@ -61,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    baseline = build_model("econt", get_preset("econt_baseline")).encoder
+    baseline = get_task("econt").build_model(get_preset("econt_baseline")).encoder
     estimate(baseline, INPUT_SHAPES["econt"])  # warm-up: first-call imports and registrations
     report = estimate(baseline, INPUT_SHAPES["econt"])
 

@@ -1,6 +1,9 @@
-"""What is optimised: the data of the two reference tasks, quality metrics and the training loop.
+"""What is optimised: the task registry, the data of the reference tasks, quality metrics and the training loop.
 
-Tasks: ``get_task("econt" | "waveform")`` -> :class:`Task` (``prepare``, ``loss``, ``evaluate``).
+Tasks: ``get_task(name, loss=...)`` -> :class:`Task` (``input_shape``, ``metric_directions``,
+``primary_metric``, ``build_model``, ``on_chip``, ``prepare``, ``loss``, ``evaluate``, data hooks);
+``task_names()`` lists the registered ones. A new task is one module: a :class:`Task` subclass declaring
+its attributes plus ``register_task(name, factory)``; the built-ins (econt, waveform) register that way.
 Metrics: :func:`emd_hex` (exact, fast hexagonal EMD), :func:`emd_1d`, :func:`integral_error`,
 :func:`telescope_loss`, :func:`charge_weighted_mse`. Training: :func:`train` with :class:`TrainSettings`.
 Data: loaders for the real file formats, calibrated synthetic generators, normalisation, seeded splits.
@@ -13,20 +16,31 @@ Example::
     metrics = task.evaluate(model, data)  # {"emd_mean": ..., "val_loss": ...}
 """
 
+from objectives._check import FileSummary, check_file
 from objectives._emd import EMDResult, emd_hex
 from objectives._errors import DataError, DivergedError, ObjectivesError
 from objectives._geometry import CALQ_TO_PIXEL, from_8x8, to_8x8
-from objectives._io import FileSummary, check_file, iter_econt, load_econt, load_waveform, write_dataset
+from objectives._io import iter_econt, load_econt, load_waveform, write_dataset
 from objectives._losses import charge_weighted_mse, telescope_loss
 from objectives._pulse import emd_1d, integral_error
+from objectives._registry import (
+    TaskFactory,
+    get_task,
+    register_task,
+    task_for_file,
+    task_names,
+    unregister_task,
+)
 from objectives._synth import synth_econt, synth_waveform
-from objectives._tasks import TASK_NAMES, Task, TaskData, get_task
+from objectives._tasks import Task, TaskData
 from objectives._train import TrainResult, TrainSettings, train
 from objectives._transform import denormalize, normalize, split_indices
 
+# The built-in tasks register themselves on import, through register_task like any plugin.
+from objectives import _econt_task, _waveform_task  # noqa: F401  # isort: skip
+
 __all__ = [
     "CALQ_TO_PIXEL",
-    "TASK_NAMES",
     "DataError",
     "DivergedError",
     "EMDResult",
@@ -34,6 +48,7 @@ __all__ = [
     "ObjectivesError",
     "Task",
     "TaskData",
+    "TaskFactory",
     "TrainResult",
     "TrainSettings",
     "charge_weighted_mse",
@@ -48,11 +63,15 @@ __all__ = [
     "load_econt",
     "load_waveform",
     "normalize",
+    "register_task",
     "split_indices",
     "synth_econt",
     "synth_waveform",
+    "task_for_file",
+    "task_names",
     "telescope_loss",
     "to_8x8",
     "train",
+    "unregister_task",
     "write_dataset",
 ]

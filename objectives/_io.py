@@ -33,28 +33,6 @@ _DEFAULT_CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
-class FileSummary:
-    """What :func:`check_file` found in a data file.
-
-    ``columns`` counts the columns stored in the file, ``rows`` the usable rows (all-zero ECON-T rows are
-    excluded and counted in ``dropped_zero_rows``); the statistics are over the usable rows.
-    """
-
-    path: Path
-    kind: Kind
-    format: Literal["csv", "npy"]
-    header: bool
-    columns: int
-    rows: int
-    dropped_zero_rows: int
-    nonzero_per_row: float
-    row_sum_median: float
-    row_sum_max: float
-    value_min: float
-    value_max: float
-
-
-@dataclass(frozen=True)
 class _Layout:
     """Where the numbers are in one CSV file."""
 
@@ -411,57 +389,3 @@ def write_dataset(
             raise DataError(f"{target}: could not be written ({exc.strerror or exc})") from exc
         raise
     return rows
-
-
-def _detect_kind(path: Path) -> tuple[Kind, bool, int]:
-    """(kind, has header, stored columns) from the file's shape and first rows."""
-    if path.suffix.lower() == ".npy":
-        array = _open_npy(path)
-        columns = array.shape[1] if array.ndim == 2 else 0
-        if columns == N_SAMPLES + 1:
-            return "waveform", False, columns
-        head = np.asarray(array[:1000], dtype=np.float64) if array.ndim == 2 else np.zeros(0)
-        integral = bool(np.all(head == np.round(head)))
-        return ("econt" if integral else "waveform"), False, columns
-    with _open_text(path) as handle:
-        _, fields = _first_line(path, handle)
-        header = not all(_is_number(f) for f in fields)
-        if header:
-            return ("econt" if "CALQ_0" in fields else "waveform"), True, len(fields)
-        if len(fields) != N_SAMPLES:
-            return ("econt" if len(fields) > N_SAMPLES + 1 else "waveform"), False, len(fields)
-        integral = all(float(f) == round(float(f)) for f in fields)
-        return ("econt" if integral else "waveform"), False, len(fields)
-
-
-def check_file(path: str | os.PathLike[str]) -> FileSummary:
-    """Read a whole data file, validating every row, and summarise it.
-
-    The kind is inferred: a header naming CALQ_0 means econt, another header waveform; without a header
-    more than 49 columns means econt (the public headerless format), 49 waveform (time + samples), and for
-    48 columns integer values mean econt (ADC counts) and fractional ones waveform. Raises DataError as
-    the loaders do.
-    """
-    file = Path(path)
-    kind, header, columns = _detect_kind(file)
-    stats = _ReadStats()
-    chunks = (
-        list(_econt_blocks(file, _DEFAULT_CHUNK_ROWS, stats)) if kind == "econt" else [load_waveform(file)]
-    )
-    rows = sum(chunk.shape[0] for chunk in chunks)
-    row_sums = np.concatenate([chunk.sum(axis=1, dtype=np.float64) for chunk in chunks])
-    nonzero = sum(int(np.count_nonzero(chunk)) for chunk in chunks)
-    return FileSummary(
-        path=file,
-        kind=kind,
-        format="npy" if file.suffix.lower() == ".npy" else "csv",
-        header=header,
-        columns=columns,
-        rows=rows,
-        dropped_zero_rows=stats.dropped_zero_rows,
-        nonzero_per_row=nonzero / rows if rows else 0.0,
-        row_sum_median=float(np.median(row_sums)) if rows else 0.0,
-        row_sum_max=float(row_sums.max()) if rows else 0.0,
-        value_min=min((float(chunk.min()) for chunk in chunks if chunk.size), default=0.0),
-        value_max=max((float(chunk.max()) for chunk in chunks if chunk.size), default=0.0),
-    )

@@ -1,35 +1,36 @@
-"""The two reference tasks: data preparation, training loss and final quality metrics."""
+"""What a task is: the `Task` base class every task (built-in or plugin) derives from, and `TaskData`.
+
+A task declares, as class attributes, what the rest of hwnas needs to know about it: its input shape and
+quantized input width, the `spaces` model family it builds, its training losses, its metrics with their
+directions and the primary quality metric. Its methods read, generate, write and check its data files,
+prepare the seeded split, build the model and score it. Register a task with
+:func:`objectives.register_task`; the built-in ones register the same way.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from objectives._emd import emd_hex
+import spaces
+from objectives._check import FileSummary
 from objectives._errors import DivergedError, ObjectivesError
-from objectives._geometry import from_8x8, to_8x8
-from objectives._io import load_econt, load_waveform
-from objectives._losses import charge_weighted_mse, telescope_loss
-from objectives._pulse import emd_1d, integral_error
-from objectives._synth import synth_econt, synth_waveform
-from objectives._transform import normalize, split_indices
+from objectives._transform import split_indices
 
 log = logging.getLogger(__name__)
 
 Direction = Literal["minimize", "maximize"]
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-TASK_NAMES: tuple[str, ...] = ("econt", "waveform")
 SYNTHETIC = "synthetic"
 _PREDICT_BATCH = 8192
 
@@ -38,9 +39,10 @@ _PREDICT_BATCH = 8192
 class TaskData:
     """Prepared tensors of one task, plus what :meth:`Task.evaluate` needs to score in original units.
 
-    ``train_x``/``val_x``/``test_x`` are float32 model inputs (econt: normalised (N, 1, 8, 8) images;
-    waveform: (N, 48) pulses); ``test_x`` may have 0 rows. ``val_raw`` holds the validation rows before
-    normalisation ((N, 48), CALQ order or samples) and ``val_scale`` their per-row scale.
+    ``train_x``/``val_x``/``test_x`` are float32 model inputs of shape (N, *input_shape) (econt: normalised
+    (N, 1, 8, 8) images; waveform: (N, 48) pulses); ``test_x`` may have 0 rows. ``val_raw`` holds the
+    validation rows before normalisation (as the task read or generated them) and ``val_scale`` their
+    per-row scale.
     """
 
     task: str
@@ -65,23 +67,14 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = _PREDICT_BATCH)
         model.train(was_training)
 
 
-def _check_finite(pred: torch.Tensor) -> None:
+def check_finite(pred: torch.Tensor) -> None:
+    """DivergedError unless every output is finite (a NaN metric must fail the trial, not rank it)."""
     if not torch.isfinite(pred).all():
         raise DivergedError("evaluation: the model produced NaN or infinite outputs on the validation set")
 
 
-def _source_label(source: str | os.PathLike[str]) -> str:
-    return SYNTHETIC if str(source) == SYNTHETIC else str(Path(source))
-
-
-def _check_prepare_args(rows: int, val_rows: int | None) -> None:
-    if rows < 1:
-        raise ObjectivesError(f"rows must be >= 1, got {rows}")
-    if val_rows is not None and val_rows < 1:
-        raise ObjectivesError(f"val_rows must be >= 1 or None, got {val_rows}")
-
-
-def _split(n: int, fractions: tuple[float, ...], seed: int, task: str) -> list[np.ndarray]:
+def split(n: int, fractions: tuple[float, ...], seed: int, task: str) -> list[np.ndarray]:
+    """A seeded permutation of ``n`` rows cut by ``fractions``; ObjectivesError if the first two are empty."""
     parts = split_indices(n, fractions, seed=seed)
     if any(part.size == 0 for part in parts[:2]):
         sizes = "/".join(f"{round(100 * f)}" for f in fractions)
@@ -92,25 +85,41 @@ def _split(n: int, fractions: tuple[float, ...], seed: int, task: str) -> list[n
 
 
 class Task(ABC):
-    """One reference task: what the model sees, how it is trained and how it is scored.
+    """One task: what the model sees, how it is trained and scored, and its data files.
 
-    ``metric_directions`` maps every metric :meth:`evaluate` returns to ``"minimize"`` or ``"maximize"``.
-    Build tasks with :func:`get_task`.
+    Declared attributes (class attributes of every concrete task, checked by ``register_task``):
+
+    - ``name``: the registry name, e.g. ``"econt"``.
+    - ``input_shape``: one model input without the batch dimension, e.g. ``(1, 8, 8)``.
+    - ``input_bits`` / ``input_signed``: the input quantizer's width when a quantized config does not set
+      ``input_bits``, and whether inputs can be negative.
+    - ``model_family``: the `spaces` family (``spaces.family_names()``) that :meth:`build_model` builds.
+    - ``losses`` (name -> loss function) and ``default_loss``: the values the ``loss`` option allows.
+    - ``metric_directions``: every metric :meth:`evaluate` returns -> ``"minimize"`` or ``"maximize"``.
+    - ``primary_metric``: the quality metric schedulers rank by (one of ``metric_directions``).
+    - ``synth_options``: keyword options of :meth:`synthesize` (name -> help), numbers; none by default.
     """
 
     name: ClassVar[str]
     input_shape: ClassVar[tuple[int, ...]]
+    input_bits: ClassVar[int]
+    input_signed: ClassVar[bool]
+    model_family: ClassVar[str]
+    losses: ClassVar[Mapping[str, LossFunction]]
+    default_loss: ClassVar[str]
     metric_directions: ClassVar[Mapping[str, Direction]]
-    _losses: ClassVar[Mapping[str, LossFunction]]
+    primary_metric: ClassVar[str]
+    synth_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
     loss_name: str
 
-    def __init__(self, loss: str) -> None:
-        if loss not in self._losses:
+    def __init__(self, loss: str | None = None) -> None:
+        loss = self.default_loss if loss is None else loss
+        if loss not in self.losses:
             raise ObjectivesError(
-                f"unknown loss {loss!r} for task {self.name}; allowed: {', '.join(self._losses)}"
+                f"unknown loss {loss!r} for task {self.name}; allowed: {', '.join(self.losses)}"
             )
         self.loss_name = loss
-        self._loss = self._losses[loss]
+        self._loss = self.losses[loss]
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r}, loss={self.loss_name!r})"
@@ -119,164 +128,83 @@ class Task(ABC):
         """The training loss (a differentiable scalar, mean over the batch)."""
         return self._loss(pred, target)
 
+    # -- the model ---------------------------------------------------------------------------------------
+    @property
+    def model_input(self) -> spaces.ModelInput:
+        """The input as the model family needs it (shape, default quantizer width, signedness)."""
+        return spaces.ModelInput(self.input_shape, bits=self.input_bits, signed=self.input_signed)
+
+    def build_model(self, config: Mapping[str, Any]) -> spaces.Autoencoder:
+        """The model a canonical config describes, built by the task's `spaces` family for its input."""
+        return spaces.build_model(self.model_family, config, self.model_input)
+
+    def on_chip(self, model: spaces.Autoencoder) -> nn.Module:
+        """The part of ``model`` that goes on chip, is costed and exported: the encoder."""
+        return model.encoder
+
+    # -- data files --------------------------------------------------------------------------------------
     @abstractmethod
-    def prepare(
-        self, source: str | os.PathLike[str] = SYNTHETIC, *, rows: int, seed: int, val_rows: int | None = None
-    ) -> TaskData:
-        """Generate (``source="synthetic"``) or read (a file path, first ``rows`` rows) and split the data."""
+    def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
+        """The rows of a data file in the task's real formats (at most ``max_rows``); DataError if unusable."""
 
     @abstractmethod
-    def evaluate(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        """Final quality metrics of ``model`` on ``data.val_x`` (never NaN)."""
+    def synthesize(self, rows: int, *, seed: int, **options: float) -> np.ndarray:
+        """``rows`` synthetic rows, the same for the same seed; ``options`` are those in synth_options."""
 
+    @abstractmethod
+    def write_data(self, rows: np.ndarray | Iterable[np.ndarray], path: str | os.PathLike[str]) -> int:
+        """Write rows (an array or chunks) atomically to ``path`` in a format read_data reads; the count."""
 
-def _econt_cells_loss(loss: LossFunction) -> LossFunction:
-    def on_cells(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return loss(from_8x8(pred), from_8x8(target))
+    @abstractmethod
+    def check_data(self, path: str | os.PathLike[str]) -> FileSummary:
+        """Read and validate every row of a data file and summarise it; DataError naming the first problem."""
 
-    return on_cells
+    def recognizes(self, path: str | os.PathLike[str]) -> bool:
+        """Whether a file looks like this task's data, for ``hwnas data check`` without ``--task``."""
+        return False
 
+    def check_synth_options(self, options: Mapping[str, float]) -> None:
+        """ObjectivesError naming an option :meth:`synthesize` does not take, and the ones it does."""
+        for key in options:
+            if key not in self.synth_options:
+                allowed = ", ".join(self.synth_options) or "none"
+                raise ObjectivesError(
+                    f"task {self.name!r} takes no synthetic-data option {key!r}; its options: {allowed}"
+                )
 
-class _EcontTask(Task):
-    name = "econt"
-    input_shape = (1, 8, 8)
-    metric_directions = MappingProxyType(
-        {
-            "emd_mean": "minimize",
-            "emd_std": "minimize",
-            "emd_median": "minimize",
-            "emd_p16": "minimize",
-            "emd_p84": "minimize",
-            "emd_sentinels": "minimize",
-            "val_loss": "minimize",
-        }
-    )
-    _losses = MappingProxyType(
-        {
-            "telescope": telescope_loss,
-            "cwmse": _econt_cells_loss(charge_weighted_mse),
-            "mse": _econt_cells_loss(nn.functional.mse_loss),
-        }
-    )
+    def raw_rows(self, source: str | os.PathLike[str], *, rows: int, seed: int) -> tuple[str, np.ndarray]:
+        """(source label, rows): ``rows`` synthetic rows for ``"synthetic"``, else the file's first rows.
 
-    def prepare(
-        self, source: str | os.PathLike[str] = SYNTHETIC, *, rows: int, seed: int, val_rows: int | None = None
-    ) -> TaskData:
-        """Modules normalised per row (sum/2**floor(log2 sum)) as 8x8 images, split 80/20 train/val.
-
-        The split is a seeded permutation; ``val_rows`` keeps only the first rows of the (already random)
-        validation part, so per-trial EMD stays cheap. There is no test part (``test_x`` has 0 rows).
-        Raises ObjectivesError for rows/val_rows < 1 or too few rows for both parts, DataError for an
-        unusable file.
+        Raises ObjectivesError for rows < 1, DataError for an unusable file.
         """
-        _check_prepare_args(rows, val_rows)
-        label = _source_label(source)
-        raw = synth_econt(rows, seed=seed) if label == SYNTHETIC else load_econt(source, max_rows=rows)
+        if rows < 1:
+            raise ObjectivesError(f"rows must be >= 1, got {rows}")
+        if str(source) == SYNTHETIC:
+            return SYNTHETIC, self.synthesize(rows, seed=seed)
+        label = str(Path(source))
+        raw = self.read_data(source, max_rows=rows)
         if raw.shape[0] < rows:
             log.info("%s holds %d usable rows, fewer than the %d asked for", label, raw.shape[0], rows)
-        train, val = _split(raw.shape[0], (0.8, 0.2), seed, self.name)
-        val = val[:val_rows]
-        normalised, scale = normalize(raw, "sumlog2")
-        images = torch.from_numpy(to_8x8(normalised.astype(np.float32)))
-        return TaskData(
-            task=self.name,
-            source=label,
-            train_x=images[train],
-            val_x=images[val],
-            test_x=images[:0],
-            val_raw=raw[val],
-            val_scale=scale[val],
-        )
+        return label, raw
 
-    def evaluate(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        """EMD summary (``emd_mean/std/median/p16/p84/sentinels``) and ``val_loss`` on the validation set.
-
-        Negative outputs carry no charge and are clipped to 0 before the EMD. Raises DivergedError when the
-        model outputs NaN or inf.
-        """
-        pred = predict(model, data.val_x)
-        _check_finite(pred)
-        cells = from_8x8(pred).clamp_min(0.0).double().numpy()
-        metrics = emd_hex(data.val_raw, cells).as_dict()
-        metrics["val_loss"] = float(self.loss(pred, data.val_x))
-        return metrics
-
-
-class _WaveformTask(Task):
-    name = "waveform"
-    input_shape = (48,)
-    metric_directions = MappingProxyType(
-        {
-            "integral_error_mean": "minimize",  # signed bias, informative; optimise integral_error_abs
-            "integral_error_std": "minimize",
-            "integral_error_abs": "minimize",
-            "emd1d_mean": "minimize",
-            "mse": "minimize",
-            "val_loss": "minimize",
-        }
-    )
-    _losses = MappingProxyType({"mse": nn.functional.mse_loss, "cwmse": charge_weighted_mse})
-
+    # -- training and scoring ----------------------------------------------------------------------------
+    @abstractmethod
     def prepare(
         self, source: str | os.PathLike[str] = SYNTHETIC, *, rows: int, seed: int, val_rows: int | None = None
     ) -> TaskData:
-        """Pulses (not normalised: the dumps are already scaled), split 48/15/12/25 % by a seeded permutation.
+        """Generate (``source="synthetic"``) or read (a file path, first ``rows`` rows) and split the data.
 
-        The reference's two validation parts (15 % and 12 %) both go to ``val_x``, which serves early
-        stopping and the final metrics; the last 25 % is ``test_x``. ``val_rows`` keeps the first rows of
-        the validation part. Raises ObjectivesError for rows/val_rows < 1 or too few rows, DataError for
-        an unusable file.
+        The split is seeded by ``seed``; ``val_rows`` keeps only the first validation rows (None: all).
         """
-        _check_prepare_args(rows, val_rows)
-        label = _source_label(source)
-        raw = synth_waveform(rows, seed=seed) if label == SYNTHETIC else load_waveform(source)[:rows]
-        train, val, second_val, test = _split(raw.shape[0], (0.48, 0.15, 0.12, 0.25), seed, self.name)
-        val = np.concatenate((val, second_val))[:val_rows]
-        pulses = torch.from_numpy(raw)
-        return TaskData(
-            task=self.name,
-            source=label,
-            train_x=pulses[train],
-            val_x=pulses[val],
-            test_x=pulses[test],
-            val_raw=raw[val],
-            val_scale=np.ones(val.size, dtype=np.float32),
-        )
 
+    @abstractmethod
     def evaluate(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        """Integral error in % (mean, std, |mean|), mean 1-D EMD, MSE and ``val_loss`` on the validation set.
-
-        Negative outputs are clipped to 0 for the 1-D EMD only; rows whose output sums to 0 are left out of
-        ``emd1d_mean`` (+inf when no row remains). Raises DivergedError when the model outputs NaN or inf.
-        """
-        pred = predict(model, data.val_x)
-        _check_finite(pred)
-        outputs = pred.double().numpy()
-        error_mean, error_std = integral_error(data.val_raw, outputs)
-        distances = emd_1d(data.val_raw, np.clip(outputs, 0.0, None))
-        valid = distances[~np.isnan(distances)]
-        return {
-            "integral_error_mean": error_mean,
-            "integral_error_std": error_std,
-            "integral_error_abs": abs(error_mean),
-            "emd1d_mean": float(valid.mean()) if valid.size else math.inf,
-            "mse": float(nn.functional.mse_loss(pred, data.val_x)),
-            "val_loss": float(self.loss(pred, data.val_x)),
-        }
+        """Final quality metrics of ``model`` on ``data.val_x`` (never NaN), keyed as metric_directions."""
 
 
-_TASKS: Mapping[str, tuple[type[Task], str]] = MappingProxyType(
-    {"econt": (_EcontTask, "telescope"), "waveform": (_WaveformTask, "mse")}
-)
-
-
-def get_task(name: str, *, loss: str | None = None) -> Task:
-    """The task called ``name`` (one of TASK_NAMES) with its default loss or ``loss``.
-
-    Losses: econt ``telescope`` (default), ``cwmse``, ``mse`` (on the 48 cells); waveform ``mse``
-    (default), ``cwmse``. Raises ObjectivesError for an unknown task or loss, listing the allowed names.
-    """
-    if name not in _TASKS:
-        raise ObjectivesError(f"unknown task {name!r}; allowed: {', '.join(TASK_NAMES)}")
-    task_class, default_loss = _TASKS[name]
-    return task_class(default_loss if loss is None else loss)
+def check_prepare_args(rows: int, val_rows: int | None) -> None:
+    """ObjectivesError for rows < 1 or val_rows < 1 (checked before any data is read)."""
+    if rows < 1:
+        raise ObjectivesError(f"rows must be >= 1, got {rows}")
+    if val_rows is not None and val_rows < 1:
+        raise ObjectivesError(f"val_rows must be >= 1 or None, got {val_rows}")

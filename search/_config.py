@@ -43,15 +43,15 @@ class TaskConfig(_Frozen):
     data: str = Field("synthetic", description="'synthetic' or the path of a CSV/NPY data file")
     rows: int = Field(20_000, gt=0, description="rows generated or read")
     val_rows: int | None = Field(2_000, gt=0, description="validation rows scored per trial (None: all)")
-    loss: str | None = Field(None, description="training loss; None: the task's default (econt: telescope)")
+    loss: str | None = Field(None, description="training loss; None: the task's default_loss")
 
     @field_validator("name")
     @classmethod
     def _known_task(cls, value: str) -> str:
-        from objectives import TASK_NAMES
+        from objectives import task_names
 
-        if value not in TASK_NAMES:
-            raise ValueError(f"unknown task {value!r}; allowed: {', '.join(TASK_NAMES)}")
+        if value not in task_names():  # the registry: built-in and registered tasks alike
+            raise ValueError(f"unknown task {value!r}; allowed: {', '.join(task_names())}")
         return value
 
     @field_validator("data")

@@ -12,18 +12,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from objectives import (
-    TASK_NAMES,
-    DataError,
-    ObjectivesError,
-    check_file,
-    synth_econt,
-    synth_waveform,
-    write_dataset,
-)
+from objectives import ObjectivesError, Task, get_task, task_for_file, task_names
+
+
+def _synth_options_help() -> str:
+    described = [
+        f"{name}: {option} ({help_text})"
+        for name in task_names()
+        for option, help_text in get_task(name).synth_options.items()
+    ]
+    return "Generator option NAME=VALUE of the task (repeatable). " + ("; ".join(described) or "none")
+
 
 data_app = typer.Typer(
-    help="Generate and check data files (econt: 48 trigger-cell charges per row; waveform: 48 samples).",
+    help=f"Generate and check data files of the registered tasks ({', '.join(task_names())}).",
     no_args_is_help=True,
 )
 
@@ -35,55 +37,83 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _chunks(task: str, rows: int, seed: int, pileup: float, progress: Progress) -> Iterator[np.ndarray]:
+def _parse_options(task: Task, texts: list[str]) -> dict[str, float]:
+    """``["pileup=5"]`` -> ``{"pileup": 5.0}``, each option one the task's generator takes."""
+    options: dict[str, float] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        try:
+            number = float(value) if sep else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise _fail(f"--option {text!r}: expected NAME=NUMBER, e.g. pileup=5")
+        options[key.strip()] = number
+    try:
+        task.check_synth_options(options)
+    except ObjectivesError as exc:
+        raise _fail(str(exc)) from None
+    return options
+
+
+def _chunks(
+    task: Task, rows: int, seed: int, options: dict[str, float], progress: Progress
+) -> Iterator[np.ndarray]:
     """Generate ``rows`` rows in chunks, each seeded from (seed, chunk index), advancing the progress bar."""
-    bar = progress.add_task(f"{task} rows", total=rows)
+    bar = progress.add_task(f"{task.name} rows", total=rows)
     seeds = np.random.SeedSequence(seed).spawn((rows + _CHUNK_ROWS - 1) // _CHUNK_ROWS)
     for index, chunk_seed in enumerate(seeds):
         size = min(_CHUNK_ROWS, rows - index * _CHUNK_ROWS)
         state = int(chunk_seed.generate_state(1)[0])
-        if task == "econt":
-            yield synth_econt(size, seed=state, pileup=pileup)
-        else:
-            yield synth_waveform(size, seed=state)
+        yield task.synthesize(size, seed=state, **options)
         progress.advance(bar, size)
+
+
+def _task(name: str) -> Task:
+    try:
+        return get_task(name)
+    except ObjectivesError as exc:
+        raise _fail(str(exc)) from None
 
 
 @data_app.command()
 def synth(
-    task: Annotated[str, typer.Argument(help=f"Task whose data to generate: {', '.join(TASK_NAMES)}.")],
+    task: Annotated[str, typer.Argument(help=f"Task whose data to generate: {', '.join(task_names())}.")],
     rows: Annotated[int, typer.Option("--rows", min=1, help="Number of rows to generate.")],
     out: Annotated[Path, typer.Option("--out", help="File to write: .csv (with header) or .npy.")],
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed; the same seed and rows give the same file.")
     ] = 0,
-    pileup: Annotated[
-        float,
-        typer.Option("--pileup", min=0.0, help="econt only: mean pile-up charge per cell in ADC counts."),
-    ] = 0.0,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", metavar="NAME=VALUE", help=_synth_options_help())
+    ] = None,
 ) -> None:
-    """Generate synthetic rows for TASK and write them atomically to OUT."""
-    if task not in TASK_NAMES:
-        raise _fail(f"unknown task {task!r}; allowed: {', '.join(TASK_NAMES)}")
-    if pileup > 0 and task != "econt":
-        raise _fail(f"--pileup applies to the econt task only, not {task!r}")
+    """Generate synthetic rows for TASK with the task's generator and write them atomically to OUT."""
+    chosen = _task(task)
+    options = _parse_options(chosen, option or [])
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-            chunks = _chunks(task, rows, seed, pileup, progress)
-            written = write_dataset(chunks, out, kind="econt" if task == "econt" else "waveform")
+            written = chosen.write_data(_chunks(chosen, rows, seed, options, progress), out)
     except ObjectivesError as exc:  # DataError included: a bad --out suffix or an unwritable directory
         raise _fail(str(exc)) from None
     typer.echo(f"wrote {written} {task} rows to {out}")
 
 
 @data_app.command()
-def check(file: Annotated[Path, typer.Argument(help="Data file to check (.csv or .npy).")]) -> None:
-    """Read every row of FILE, validate it and print a summary."""
+def check(
+    file: Annotated[Path, typer.Argument(help="Data file to check (.csv or .npy).")],
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="Task whose checker reads FILE; default: the task that recognizes it."),
+    ] = None,
+) -> None:
+    """Read every row of FILE with the task's checker, validate it and print a summary."""
     try:
-        summary = check_file(file)
-    except DataError as exc:
+        checker = task_for_file(file) if task is None else get_task(task)
+        summary = checker.check_data(file)
+    except ObjectivesError as exc:  # DataError included
         raise _fail(str(exc)) from None
     table = Table(title=str(summary.path), show_header=False)
     table.add_column("quantity")

@@ -84,11 +84,10 @@ def export_trial(
     """Write one trial's encoder as an hls4ml project under ``out`` and check it bit for bit."""
     from hw_models import to_hls4ml, verify_bit_exact
     from objectives import get_task
-    from spaces import build_model
 
     payload = _checkpoint(store, trial)
     task = get_task(config.task.name, loss=config.task.loss)
-    model = build_model(config.task.name, trial.params)
+    model = task.build_model(trial.params)
     model.load_state_dict(torch.load(io.BytesIO(payload), weights_only=True))
     model.eval()
 
@@ -97,14 +96,15 @@ def export_trial(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     settings = hw_settings(config.hardware)
-    hls_model = to_hls4ml(model.encoder, task.input_shape, settings, output_dir=str(staging / "hls4ml_prj"))
+    on_chip = task.on_chip(model)
+    hls_model = to_hls4ml(on_chip, task.input_shape, settings, output_dir=str(staging / "hls4ml_prj"))
     hls_model.write()
     (staging / "model.pt").write_bytes(payload)
 
     check: dict[str, Any] | None = None
     if verify:
         data = task_data(config.task, config.seed)  # prepared once, shared by every exported trial
-        report = verify_bit_exact(model.encoder, hls_model, data.val_x[:rows])
+        report = verify_bit_exact(on_chip, hls_model, data.val_x[:rows])
         check = asdict(report)
     summary = {
         "sweep": config.name,

@@ -1,10 +1,12 @@
 """What can be searched: typed conditional spaces with Optuna/Ax adapters, the built-in ECON-T and waveform
-spaces and presets, and the autoencoder families built from a config."""
+spaces and presets, and the registry of model families (autoencoders built from a config and an input
+shape; a task names its family, the family knows no task)."""
 
 from ._builtin import PRESET_NAMES, SPACE_NAMES, get_preset, get_space
 from ._constraints import Constraint
 from ._errors import Infeasible, SpaceError
-from ._models import Autoencoder, ConvAutoencoder, DenseAutoencoder, build_model
+from ._families import FamilyBuilder, build_model, family_names, register_family
+from ._models import Autoencoder, ConvAutoencoder, DenseAutoencoder, ModelInput
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
 from ._space import Space
 
@@ -17,13 +19,17 @@ __all__ = [
     "Constraint",
     "ConvAutoencoder",
     "DenseAutoencoder",
+    "FamilyBuilder",
     "FloatParam",
     "Infeasible",
     "IntParam",
+    "ModelInput",
     "Param",
     "Space",
     "SpaceError",
     "build_model",
+    "family_names",
     "get_preset",
     "get_space",
+    "register_family",
 ]

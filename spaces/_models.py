@@ -1,12 +1,12 @@
-"""Architecture families built from a config: `ConvAutoencoder` (ECON-T 8x8) and `DenseAutoencoder` (fADC250
-48-sample waveforms), both `Autoencoder`s with the pruning/L1 hooks the training loop calls duck-typed.
+"""Architecture families built from a config and a `ModelInput`: `ConvAutoencoder` (square images, e.g. ECON-T
+8x8) and `DenseAutoencoder` (1-D samples, e.g. fADC250 48-sample waveforms), both `Autoencoder`s with the
+pruning/L1 hooks the training loop calls duck-typed. The families know no task: the task declares the input.
 
 The encoder is what goes on chip and through hls4ml, so it only uses nn.Conv2d / QuantConv2d, nn.Linear /
 QuantLinear, nn.ReLU / QuantReLU, QuantIdentity, nn.MaxPool2d and nn.Flatten inside one nn.Sequential.
 With ``quantize`` the encoder (only: the decoder runs off-detector in float) uses per-tensor power-of-two
 Brevitas quantizers, each a plain attribute of its layer so hls4ml's "mirror" route can read bit width and
-scale: the input passes a QuantIdentity at ``input_bits`` (unsigned for ECON-T charges, signed for
-waveforms), weights are ``weight_bits``, biases are fixed point at ``weight_bits`` with their own
+scale: the input passes a QuantIdentity at ``input_bits`` (signed or not as the `ModelInput` says), weights are ``weight_bits``, biases are fixed point at ``weight_bits`` with their own
 power-of-two scale, hidden ReLUs output ``act_bits`` and the latent ReLU (the encoded outputs that leave
 the chip) ``output_bits``. Every encoder value is then an integer times a power of two.
 """
@@ -14,7 +14,7 @@ the chip) ``output_bits``. Every encoder value is then an integer times a power 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,15 +24,36 @@ from torch import nn
 from . import _shapes
 from ._errors import SpaceError
 
-TASK_INPUT_SHAPES: dict[str, tuple[int, ...]] = {"econt": (1, 8, 8), "waveform": (48,)}
-# Input bit width when a quantized config does not set input_bits: the reference ECON-T QAT model used 10-bit
-# inputs; the fADC250 digitises at 12 bits.
-_DEFAULT_INPUT_BITS = {"econt": 10, "waveform": 12}
 _DECODERS = ("convtranspose", "upsample")
-_IMAGE_SIZE = 8
 # Polynomial pruning schedule (Zhu & Gupta 2017): the target is reached at this fraction of training.
 _PRUNING_RAMP = 2 / 3
 _PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a model family must know about the data it models; the task declares it.
+
+    ``shape`` is one sample without the batch dimension, ``bits`` the input quantizer's width when a quantized
+    config does not set ``input_bits``, ``signed`` whether inputs can be negative (charges cannot; baseline-
+    subtracted samples can).
+    """
+
+    shape: tuple[int, ...]
+    bits: int
+    signed: bool
+
+    def __post_init__(self) -> None:
+        if not (
+            isinstance(self.shape, tuple)
+            and self.shape
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in self.shape)
+        ):
+            raise SpaceError(
+                f"ModelInput.shape must be a non-empty tuple of positive integers, got {self.shape!r}"
+            )
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
+            raise SpaceError(f"ModelInput.bits must be an integer >= 1, got {self.bits!r}")
 
 
 @dataclass(frozen=True)
@@ -210,80 +231,98 @@ class Autoencoder(nn.Module):
 
 
 # -- reading a config ------------------------------------------------------------------------------
+# ``family`` names the family in error messages: "build_model('dense_autoencoder'): config lacks 'latent'".
 def _int(
-    config: Mapping[str, Any], key: str, task: str, *, minimum: int = 1, default: int | None = None
+    config: Mapping[str, Any], key: str, family: str, *, minimum: int = 1, default: int | None = None
 ) -> int:
     if key not in config:
         if default is None:
-            raise SpaceError(f"build_model({task!r}): config lacks {key!r}")
+            raise SpaceError(f"build_model({family!r}): config lacks {key!r}")
         return default
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpaceError(f"build_model({task!r}): {key}={value!r} must be an integer >= {minimum}")
+        raise SpaceError(f"build_model({family!r}): {key}={value!r} must be an integer >= {minimum}")
     return value
 
 
-def _compression(config: Mapping[str, Any], task: str) -> tuple[_Quantization | None, float, float]:
+def _compression(
+    config: Mapping[str, Any], family: str, model_input: ModelInput
+) -> tuple[_Quantization | None, float, float]:
     quant = None
     if config.get("quantize", False):
         quant = _Quantization(
-            weight_bits=_int(config, "weight_bits", task, minimum=2),
-            act_bits=_int(config, "act_bits", task, minimum=1),
-            input_bits=_int(config, "input_bits", task, minimum=1, default=_DEFAULT_INPUT_BITS[task]),
-            output_bits=_int(config, "output_bits", task, minimum=1),
+            weight_bits=_int(config, "weight_bits", family, minimum=2),
+            act_bits=_int(config, "act_bits", family, minimum=1),
+            input_bits=_int(config, "input_bits", family, minimum=1, default=model_input.bits),
+            output_bits=_int(config, "output_bits", family, minimum=1),
         )
-    return quant, _real(config, "sparsity", task), _real(config, "l1", task)
+    return quant, _real(config, "sparsity", family), _real(config, "l1", family)
 
 
-def _real(config: Mapping[str, Any], key: str, task: str) -> float:
+def _real(config: Mapping[str, Any], key: str, family: str) -> float:
     value = config.get(key, 0.0)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpaceError(f"build_model({task!r}): {key}={value!r} must be a number")
+        raise SpaceError(f"build_model({family!r}): {key}={value!r} must be a number")
     return float(value)
 
 
-def _units(config: Mapping[str, Any], count: str, prefix: str, task: str, *, minimum: int) -> list[int]:
-    n_layers = _int(config, count, task, minimum=minimum, default=0 if minimum == 0 else None)
-    return [_int(config, f"{prefix}{i}_units", task) for i in range(n_layers)]
+def _units(config: Mapping[str, Any], count: str, prefix: str, family: str, *, minimum: int) -> list[int]:
+    n_layers = _int(config, count, family, minimum=minimum, default=0 if minimum == 0 else None)
+    return [_int(config, f"{prefix}{i}_units", family) for i in range(n_layers)]
 
 
-# -- ECON-T ----------------------------------------------------------------------------------------
+# -- square images (ECON-T) -------------------------------------------------------------------------
+CONV_FAMILY = "conv_autoencoder"
+DENSE_FAMILY = "dense_autoencoder"
+
+
+def _image_shape(model_input: ModelInput) -> tuple[int, int]:
+    """(channels, size) of a square (C, S, S) input; SpaceError for any other shape."""
+    shape = model_input.shape
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise SpaceError(
+            f"build_model({CONV_FAMILY!r}): input shape must be (channels, size, size), got {shape}"
+        )
+    return shape[0], shape[1]
+
+
 class ConvAutoencoder(Autoencoder):
-    """(N, 1, 8, 8) -> latent -> (N, 1, 8, 8), output through a sigmoid.
+    """(N, C, S, S) -> latent -> (N, C, S, S), output through a sigmoid.
 
     Encoder: conv layers (padding k//2, ReLU, optional MaxPool2d(2)) -> Flatten -> dense layers (ReLU) ->
     latent Linear + ReLU. Decoder: the dense layers mirrored -> Linear to the last feature map (ReLU) ->
     per conv layer, in reverse, ConvTranspose2d with the layer's kernel and stride (output padding chosen to
     restore the layer's input size; Upsample first if it pooled) or, with ``decoder="upsample"``,
-    Upsample(nearest) + stride-1 Conv2d -> a 1-channel head with the first layer's kernel -> sigmoid. Each
+    Upsample(nearest) + stride-1 Conv2d -> a C-channel head with the first layer's kernel -> sigmoid. Each
     mirrored layer keeps channels (filters_i -> filters_{i-1}, the last one filters_0 -> filters_0) so the
-    reference "8x8_c8_S2_tele" comes out layer for layer. Without conv layers the decoder is dense to 64
-    outputs. The output is always exactly 8x8 (a ZeroPad2d fits even kernels).
+    reference "8x8_c8_S2_tele" comes out layer for layer on a (1, 8, 8) input. Without conv layers the
+    decoder is dense to C*S*S outputs. The output is always exactly SxS (a ZeroPad2d fits even kernels).
     """
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        task = "econt"
+    def __init__(self, config: Mapping[str, Any], model_input: ModelInput) -> None:
+        family = CONV_FAMILY
+        in_channels, image_size = _image_shape(model_input)
         layers = _shapes.conv_layers(config)
-        problem = _shapes.problem(_IMAGE_SIZE, layers)
+        problem = _shapes.problem(image_size, layers)
         if problem is not None:
-            raise SpaceError(f"build_model('econt'): infeasible config: {problem}")
-        dense = _units(config, "n_dense", "dense", task, minimum=0)
-        latent = _int(config, "latent", task)
+            raise SpaceError(f"build_model({family!r}): infeasible config: {problem}")
+        dense = _units(config, "n_dense", "dense", family, minimum=0)
+        latent = _int(config, "latent", family)
         decoder_kind = config.get("decoder", "convtranspose")
         if decoder_kind not in _DECODERS:
-            raise SpaceError(f"build_model('econt'): decoder={decoder_kind!r}; allowed: {list(_DECODERS)}")
-        quant, sparsity, l1 = _compression(config, task)
+            raise SpaceError(f"build_model({family!r}): decoder={decoder_kind!r}; allowed: {list(_DECODERS)}")
+        quant, sparsity, l1 = _compression(config, family, model_input)
         make = _Layers(quant)
 
-        encoder: list[nn.Module] = make.input(signed=False)
-        channels = 1
+        encoder: list[nn.Module] = make.input(signed=model_input.signed)
+        channels = in_channels
         for layer in layers:
             encoder += [make.conv(layer, channels), make.relu()]
             if layer.pool:
                 encoder.append(nn.MaxPool2d(2))
             channels = layer.filters
-        steps = _shapes.trace(_IMAGE_SIZE, layers)
-        size = steps[-1].size_out if steps else _IMAGE_SIZE
+        steps = _shapes.trace(image_size, layers)
+        size = steps[-1].size_out if steps else image_size
         width = channels * size * size
         encoder.append(nn.Flatten())
         for units in dense:
@@ -302,17 +341,17 @@ class ConvAutoencoder(Autoencoder):
                 nn.ReLU(),
                 nn.Unflatten(1, (channels, size, size)),
             ]
-            decoder += _conv_decoder(layers, steps, decoder_kind)
+            decoder += _conv_decoder(layers, steps, decoder_kind, image_size, in_channels)
         else:
             decoder += [
-                nn.Linear(width, _IMAGE_SIZE**2),
+                nn.Linear(width, in_channels * image_size**2),
                 nn.Sigmoid(),
-                nn.Unflatten(1, (1, _IMAGE_SIZE, _IMAGE_SIZE)),
+                nn.Unflatten(1, (in_channels, image_size, image_size)),
             ]
         super().__init__(
             nn.Sequential(*encoder),
             nn.Sequential(*decoder),
-            input_shape=TASK_INPUT_SHAPES[task],
+            input_shape=model_input.shape,
             latent_width=latent,
             quantized=quant is not None,
             sparsity=sparsity,
@@ -330,7 +369,7 @@ def _upsample(current: int, target: int) -> list[nn.Module]:
 
 
 def _conv_decoder(
-    layers: list[_shapes.ConvLayer], steps: list[_shapes.ConvStep], kind: str
+    layers: list[_shapes.ConvLayer], steps: list[_shapes.ConvStep], kind: str, image_size: int, channels: int
 ) -> list[nn.Module]:
     modules: list[nn.Module] = []
     current = steps[-1].size_out
@@ -355,35 +394,39 @@ def _conv_decoder(
     first = layers[0]
     k, p = first.kernel, first.padding
     if kind == "convtranspose":
-        modules.append(nn.ConvTranspose2d(first.filters, 1, k, padding=p))
+        modules.append(nn.ConvTranspose2d(first.filters, channels, k, padding=p))
         current = current - 1 - 2 * p + k
     else:
-        modules.append(nn.Conv2d(first.filters, 1, k, padding=p))
+        modules.append(nn.Conv2d(first.filters, channels, k, padding=p))
         current = current + 2 * p - k + 1
-    if current != _IMAGE_SIZE:  # even kernels: pad or (negative padding) crop to exactly 8x8
-        modules.append(nn.ZeroPad2d((0, _IMAGE_SIZE - current, 0, _IMAGE_SIZE - current)))
+    if current != image_size:  # even kernels: pad or (negative padding) crop to exactly the input size
+        modules.append(nn.ZeroPad2d((0, image_size - current, 0, image_size - current)))
     modules.append(nn.Sigmoid())
     return modules
 
 
-# -- waveform --------------------------------------------------------------------------------------
+# -- 1-D samples (waveform) ------------------------------------------------------------------------
 class DenseAutoencoder(Autoencoder):
-    """(N, 48) -> latent -> (N, 48), linear output.
+    """(N, S) -> latent -> (N, S), linear output.
 
     Encoder: hidden Linear+ReLU layers -> latent Linear+ReLU. Decoder: Linear(latent, latent)+ReLU, the hidden
-    layers mirrored, Linear to 48. The reference 48-96-48-12 | 12-48-96-48 model has exactly this form
-    (20,088 parameters, counting its 12->12 decoder input layer).
+    layers mirrored, Linear to S. The reference 48-96-48-12 | 12-48-96-48 waveform model has exactly this
+    form (20,088 parameters, counting its 12->12 decoder input layer).
     """
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        task = "waveform"
-        (samples,) = TASK_INPUT_SHAPES[task]
-        hidden = _units(config, "n_hidden", "hidden", task, minimum=1)
-        latent = _int(config, "latent", task)
-        quant, sparsity, l1 = _compression(config, task)
+    def __init__(self, config: Mapping[str, Any], model_input: ModelInput) -> None:
+        family = DENSE_FAMILY
+        if len(model_input.shape) != 1:
+            raise SpaceError(
+                f"build_model({family!r}): input shape must be (samples,), got {model_input.shape}"
+            )
+        (samples,) = model_input.shape
+        hidden = _units(config, "n_hidden", "hidden", family, minimum=1)
+        latent = _int(config, "latent", family)
+        quant, sparsity, l1 = _compression(config, family, model_input)
         make = _Layers(quant)
 
-        encoder: list[nn.Module] = make.input(signed=True)
+        encoder: list[nn.Module] = make.input(signed=model_input.signed)
         width = samples
         for units in hidden:
             encoder += [make.linear(width, units), make.relu()]
@@ -399,33 +442,9 @@ class DenseAutoencoder(Autoencoder):
         super().__init__(
             nn.Sequential(*encoder),
             nn.Sequential(*decoder),
-            input_shape=TASK_INPUT_SHAPES[task],
+            input_shape=model_input.shape,
             latent_width=latent,
             quantized=quant is not None,
             sparsity=sparsity,
             l1=l1,
         )
-
-
-_FAMILIES: dict[str, Callable[[Mapping[str, Any]], Autoencoder]] = {
-    "econt": ConvAutoencoder,
-    "waveform": DenseAutoencoder,
-}
-
-
-def build_model(task: str, config: Mapping[str, Any]) -> Autoencoder:
-    """The model a (canonical) config describes for ``task`` ("econt" or "waveform").
-
-    Architecture keys: econt ``n_conv``, ``conv<i>_filters/_kernel/_stride/_pool``, ``n_dense`` (default
-    0), ``dense<i>_units``, ``latent``, ``decoder`` (default "convtranspose"); waveform ``n_hidden`` (>= 1),
-    ``hidden<i>_units``, ``latent``. Compression keys: ``quantize`` (default false) with ``weight_bits``,
-    ``act_bits``, ``output_bits``, ``input_bits`` (default 10 for econt, 12 for waveform); ``sparsity``
-    (default 0); ``l1`` (default 0). Other keys (lr, batch_size, ...) are ignored.
-    Raises SpaceError for an unknown task, a missing or malformed key, or an infeasible conv stack (which
-    ``Space.validate`` reports as Infeasible before it gets here).
-    """
-    if task not in _FAMILIES:
-        raise SpaceError(f"unknown task {task!r}; allowed: {list(_FAMILIES)}")
-    if not isinstance(config, Mapping):
-        raise SpaceError(f"build_model({task!r}): config must be a mapping, got {config!r}")
-    return _FAMILIES[task](config)

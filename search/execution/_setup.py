@@ -20,8 +20,6 @@ from search.strategies import Strategy, make_strategy
 if TYPE_CHECKING:
     from search.execution._executor import Executor
 
-_EMD_METRIC = {"econt": "emd_mean", "waveform": "emd1d_mean"}
-
 
 class SweepError(ValueError):
     """The sweep cannot start or continue: conflicting config, unknown sweep, exhausted space, ..."""
@@ -154,7 +152,9 @@ def rung_metric(scheduler: SchedulerConfig, task: str) -> str:
     """Name of the metric ASHA compares at rungs: ``val_loss`` or the task's EMD on a fixed subsample."""
     if scheduler.metric == "val_loss":
         return "val_loss"
-    return f"{_EMD_METRIC[task]}_subsample"
+    from objectives import get_task
+
+    return f"{get_task(task).primary_metric}_subsample"
 
 
 def asha_settings(scheduler: SchedulerConfig, epochs: int) -> dict[str, int]:

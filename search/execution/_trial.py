@@ -138,12 +138,11 @@ def price(
     it (the config is then rejected without training). Raises what model building raises."""
     from hw_models import HWError, estimate
     from objectives import get_task
-    from spaces import build_model
 
     task = get_task(task_config.name, loss=task_config.loss)
-    model = build_model(task_config.name, config)
+    model = task.build_model(config)
     try:
-        report = estimate(model.encoder, task.input_shape, hw_settings(hardware))
+        report = estimate(task.on_chip(model), task.input_shape, hw_settings(hardware))
     except HWError as exc:
         return f"hardware model: {exc}"
     before = dict(report.totals)
@@ -252,7 +251,7 @@ def run_trial(job: TrialJob) -> Outcome:
             return Pruned({k: float(v) for k, v in partial.items() if not math.isnan(v)}, fidelity=stop.epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
         if float(job.config.get("sparsity", 0.0)) > 0:
-            report = estimate(model.encoder, task.input_shape, settings)  # real sparsity after training
+            report = estimate(task.on_chip(model), task.input_shape, settings)  # real sparsity after training
             store.record_cost(job.trial_id, report.to_dict())
         saved = _save_checkpoint(model, job)
         if saved is not None:

@@ -14,10 +14,16 @@ from brevitas.quant_tensor import QuantTensor
 from torch import nn
 
 from hw_models import estimate, to_hls4ml, verify_bit_exact
-from spaces import build_model, get_preset, get_space
+from objectives import get_task
+from spaces import Autoencoder, get_preset, get_space
 from spaces._models import act_scale_floor
 
-_INPUT_SHAPES = {"econt": (1, 8, 8), "waveform": (48,)}
+# The built-in spaces share their tasks' names; the task builds the model for its input shape.
+_INPUT_SHAPES = {name: get_task(name).input_shape for name in ("econt", "waveform")}
+
+
+def _task_model(task: str, config: Mapping[str, Any]) -> Autoencoder:
+    return get_task(task).build_model(config)
 
 
 def _torch_counts(encoder: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -58,7 +64,7 @@ def _sampled_configs(task: str, count: int, seed: int) -> list[Mapping[str, Any]
 
 
 def test_econt_baseline_encoder_costs_6544_ops() -> None:
-    model = build_model("econt", get_preset("econt_baseline"))
+    model = _task_model("econt", get_preset("econt_baseline"))
     report = estimate(model.encoder, model.input_shape)
     assert report.value("ops") == 6544
     assert report.value("params") == 2144
@@ -69,7 +75,7 @@ def test_sampled_encoders_match_an_independent_torch_count(task: str) -> None:
     configs = _sampled_configs(task, count=8, seed=21)
     assert any(config.get("quantize") for config in configs)  # both routes are exercised
     for config in configs:
-        model = build_model(task, config)
+        model = _task_model(task, config)
         report = estimate(model.encoder, _INPUT_SHAPES[task])
         ops, params = _torch_counts(model.encoder, _INPUT_SHAPES[task])
         assert (report.value("ops"), report.value("params")) == (ops, params), config
@@ -86,7 +92,7 @@ def test_quantized_space_encoder_is_bit_exact(task: str, tmp_path: Path) -> None
         if c.get("quantize") and c.get("n_conv", 1) > 0 and c["output_bits"] >= 5
     )
     shape = _INPUT_SHAPES[task]
-    encoder = build_model(task, config).encoder
+    encoder = _task_model(task, config).encoder
     x = 2 * torch.rand(200, *shape, generator=torch.Generator().manual_seed(5))
     encoder.train()  # let the activation scales follow the data, as a few training steps would
     with torch.no_grad():
@@ -101,7 +107,7 @@ def test_quantized_space_encoder_is_bit_exact(task: str, tmp_path: Path) -> None
 def test_a_quantized_encoder_with_a_dead_layer_is_costed_and_bit_exact(tmp_path: Path) -> None:
     """A layer whose outputs all collapse to zero used to get Brevitas's 1e-10 scale and fail conversion."""
     config = next(c for c in _sampled_configs("econt", count=40, seed=3) if c.get("quantize") and c["n_conv"])
-    encoder = build_model("econt", config).encoder
+    encoder = _task_model("econt", config).encoder
     layers = list(encoder.modules())
     relu = next(m for m in layers if isinstance(m, QuantReLU))
     producer = [m for m in layers[: layers.index(relu)] if isinstance(m, QuantConv2d)][-1]  # feeds it

@@ -34,7 +34,7 @@ def test_synth_with_pileup_and_waveform_npy(tmp_path: Path) -> None:
     dense = tmp_path / "dense.npy"
     assert (
         runner.invoke(
-            app, ["data", "synth", "econt", "--rows", "200", "--out", str(dense), "--pileup", "5"]
+            app, ["data", "synth", "econt", "--rows", "200", "--out", str(dense), "--option", "pileup=5"]
         ).exit_code
         == 0
     )
@@ -54,8 +54,12 @@ def test_synth_with_pileup_and_waveform_npy(tmp_path: Path) -> None:
             "unknown task 'images'; allowed: econt, waveform",
         ),
         (
-            ["synth", "waveform", "--rows", "5", "--out", "x.csv", "--pileup", "2"],
-            "--pileup applies to the econt task only",
+            ["synth", "waveform", "--rows", "5", "--out", "x.csv", "-o", "pileup=2"],
+            "task 'waveform' takes no synthetic-data option 'pileup'; its options: none",
+        ),
+        (
+            ["synth", "econt", "--rows", "5", "--out", "x.csv", "-o", "pileup"],
+            "--option 'pileup': expected NAME=NUMBER",
         ),
         (
             ["synth", "econt", "--rows", "5", "--out", "x.parquet"],

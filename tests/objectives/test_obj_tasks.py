@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from objectives import (
-    TASK_NAMES,
     DivergedError,
     ObjectivesError,
     charge_weighted_mse,
@@ -19,6 +18,7 @@ from objectives import (
     from_8x8,
     get_task,
     synth_econt,
+    task_names,
     telescope_loss,
     write_dataset,
 )
@@ -36,7 +36,7 @@ class Constant(nn.Module):
 
 
 def test_task_names_and_shapes() -> None:
-    assert TASK_NAMES == ("econt", "waveform")
+    assert task_names() == ("econt", "waveform")
     assert get_task("econt").input_shape == (1, 8, 8)
     assert get_task("waveform").input_shape == (48,)
     assert repr(get_task("econt")) == "Task(name='econt', loss='telescope')"

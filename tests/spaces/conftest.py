@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 import torch
 
-from spaces import Autoencoder, BoolParam, ChoiceParam, FloatParam, IntParam, Space, build_model
+from spaces import Autoencoder, BoolParam, ChoiceParam, FloatParam, IntParam, ModelInput, Space, build_model
 
 # The only layer types hls4ml may meet in an encoder.
 ENCODER_LAYER_TYPES = {
@@ -23,9 +24,27 @@ ENCODER_LAYER_TYPES = {
 }
 
 
+# The family and input each built-in space is searched with: what the econt and waveform tasks declare.
+SPACE_MODELS: dict[str, tuple[str, ModelInput]] = {
+    "econt": ("conv_autoencoder", ModelInput((1, 8, 8), bits=10, signed=False)),
+    "waveform": ("dense_autoencoder", ModelInput((48,), bits=12, signed=True)),
+}
+
+
+def _build(space: str, config: Mapping[str, Any]) -> Autoencoder:
+    family, model_input = SPACE_MODELS[space]
+    return build_model(family, config, model_input)
+
+
+@pytest.fixture(scope="session")
+def build() -> Callable[[str, Mapping[str, Any]], Autoencoder]:
+    """``build(space_name, config)``: the model of a built-in space's config, with that space's input."""
+    return _build
+
+
 def _check_shapes(task: str, config: dict) -> Autoencoder:
     """Build, run a batch of 3, and check encoder/decoder shapes and the encoder's layer types."""
-    model = build_model(task, config)
+    model = _build(task, config)
     x = torch.rand(3, *model.input_shape)
     with torch.no_grad():
         latent = model.encoder(x)

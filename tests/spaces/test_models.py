@@ -5,7 +5,8 @@ Quantized models are in test_quantized.py."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,19 +19,22 @@ from spaces import (
     Autoencoder,
     ConvAutoencoder,
     DenseAutoencoder,
+    ModelInput,
     SpaceError,
     build_model,
     get_preset,
     get_space,
 )
 
+Build = Callable[[str, Mapping[str, Any]], Autoencoder]  # the conftest fixture: built-in space name, config
+
 
 def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_econt_baseline_is_the_reference_model_layer_for_layer() -> None:
-    model = build_model("econt", get_preset("econt_baseline"))
+def test_econt_baseline_is_the_reference_model_layer_for_layer(build: Build) -> None:
+    model = build("econt", get_preset("econt_baseline"))
     assert isinstance(model, ConvAutoencoder) and isinstance(model, Autoencoder)
     assert _count(model) == 4977 and _count(model.encoder) == 2144 and _count(model.decoder) == 2833
     conv, linear = model.encoder[0], model.encoder[3]
@@ -55,8 +59,8 @@ def test_econt_baseline_is_the_reference_model_layer_for_layer() -> None:
     assert (model.input_shape, model.latent_width, model.quantized) == ((1, 8, 8), 16, False)
 
 
-def test_waveform_baseline_is_the_reference_model() -> None:
-    model = build_model("waveform", get_preset("waveform_baseline"))
+def test_waveform_baseline_is_the_reference_model(build: Build) -> None:
+    model = build("waveform", get_preset("waveform_baseline"))
     assert isinstance(model, DenseAutoencoder)
     assert _count(model) == 20088
     widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
@@ -128,32 +132,38 @@ def test_econt_without_conv_layers_uses_a_dense_decoder(
     assert model.encoder[1].in_features == 64
 
 
-def test_build_model_errors_name_the_problem() -> None:
+def test_build_model_errors_name_the_problem(build: Build) -> None:
     preset = get_preset("econt_baseline")
-    with pytest.raises(SpaceError, match=r"unknown task 'econ'; allowed: \['econt', 'waveform'\]"):
-        build_model("econ", preset)
-    with pytest.raises(SpaceError, match=r"build_model\('econt'\): config lacks 'latent'"):
-        build_model("econt", {k: v for k, v in preset.items() if k != "latent"})
+    with pytest.raises(
+        SpaceError, match=r"unknown model family 'conv'; allowed: conv_autoencoder, dense_autoencoder"
+    ):
+        build_model("conv", preset, ModelInput((1, 8, 8), bits=10, signed=False))
+    with pytest.raises(SpaceError, match=r"build_model\('conv_autoencoder'\): config lacks 'latent'"):
+        build("econt", {k: v for k, v in preset.items() if k != "latent"})
     with pytest.raises(
         SpaceError, match="config lacks 'conv0_kernel', which the conv layers it declares need"
     ):
-        build_model("econt", {k: v for k, v in preset.items() if k != "conv0_kernel"})
+        build("econt", {k: v for k, v in preset.items() if k != "conv0_kernel"})
     with pytest.raises(SpaceError, match=r"decoder='deconv'; allowed: \['convtranspose', 'upsample'\]"):
-        build_model("econt", {**preset, "decoder": "deconv"})
+        build("econt", {**preset, "decoder": "deconv"})
     with pytest.raises(SpaceError, match="infeasible config: conv0: max-pooling its 1x1 output"):
         # kernel 1, stride 8: 8x8 -> 1x1, then max-pooling -> 0x0
-        build_model("econt", {**preset, "conv0_kernel": 1, "conv0_stride": 8, "conv0_pool": True})
-    with pytest.raises(SpaceError, match=r"build_model\('econt'\): weight_bits=0 must be an integer >= 2"):
-        build_model("econt", {**preset, "quantize": True, "weight_bits": 0, "act_bits": 8, "output_bits": 9})
-    with pytest.raises(SpaceError, match=r"build_model\('waveform'\): n_hidden=0 must be an integer >= 1"):
-        build_model("waveform", {**get_preset("waveform_baseline"), "n_hidden": 0})
+        build("econt", {**preset, "conv0_kernel": 1, "conv0_stride": 8, "conv0_pool": True})
+    with pytest.raises(
+        SpaceError, match=r"build_model\('conv_autoencoder'\): weight_bits=0 must be an integer >= 2"
+    ):
+        build("econt", {**preset, "quantize": True, "weight_bits": 0, "act_bits": 8, "output_bits": 9})
+    with pytest.raises(
+        SpaceError, match=r"build_model\('dense_autoencoder'\): n_hidden=0 must be an integer >= 1"
+    ):
+        build("waveform", {**get_preset("waveform_baseline"), "n_hidden": 0})
     with pytest.raises(SpaceError, match=r"sparsity must be in \[0, 1\), got 1.0"):
-        build_model("waveform", {**get_preset("waveform_baseline"), "sparsity": 1.0})
+        build("waveform", {**get_preset("waveform_baseline"), "sparsity": 1.0})
 
 
 # -- pruning and L1 --------------------------------------------------------------------------------
-def test_pruning_schedule_is_polynomial_and_reaches_the_target_at_two_thirds() -> None:
-    model = build_model("waveform", {**get_preset("waveform_baseline"), "sparsity": 0.8})
+def test_pruning_schedule_is_polynomial_and_reaches_the_target_at_two_thirds(build: Build) -> None:
+    model = build("waveform", {**get_preset("waveform_baseline"), "sparsity": 0.8})
     schedule = [model.scheduled_sparsity(epoch, 9) for epoch in range(1, 10)]
     assert schedule[0] == 0.0
     assert schedule[5:] == [0.8] * 4  # full target from epoch ceil(2/3 * 9) = 6
@@ -166,10 +176,10 @@ def test_pruning_schedule_is_polynomial_and_reaches_the_target_at_two_thirds() -
         model.before_epoch(1, 0)
 
 
-def test_pruning_reaches_the_target_sparsity_through_training() -> None:
+def test_pruning_reaches_the_target_sparsity_through_training(build: Build) -> None:
     torch.manual_seed(0)
     config = {**get_preset("econt_baseline"), "sparsity": 0.75}
-    model = build_model("econt", config)
+    model = build("econt", config)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.rand(32, 1, 8, 8)
     n_epochs = 6
@@ -192,8 +202,8 @@ def test_pruning_reaches_the_target_sparsity_through_training() -> None:
     assert any(name.startswith("pruning_masks.") for name in model.state_dict())
 
 
-def test_hooks_are_no_ops_without_pruning() -> None:
-    model = build_model("waveform", get_preset("waveform_baseline"))
+def test_hooks_are_no_ops_without_pruning(build: Build) -> None:
+    model = build("waveform", get_preset("waveform_baseline"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.before_epoch(3, 3)
     model.after_step()
@@ -201,10 +211,10 @@ def test_hooks_are_no_ops_without_pruning() -> None:
     assert not list(model.pruning_masks.buffers())
 
 
-def test_regularization_is_the_l1_term() -> None:
-    plain = build_model("waveform", get_preset("waveform_baseline"))
+def test_regularization_is_the_l1_term(build: Build) -> None:
+    plain = build("waveform", get_preset("waveform_baseline"))
     assert torch.equal(plain.regularization(), torch.zeros(()))
-    model = build_model("waveform", {**get_preset("waveform_baseline"), "l1_reg": True, "l1": 1e-4})
+    model = build("waveform", {**get_preset("waveform_baseline"), "l1_reg": True, "l1": 1e-4})
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     expected = 1e-4 * sum(float(w.detach().abs().sum()) for w in weights)
     penalty = model.regularization()

@@ -4,7 +4,8 @@ outputs, QAT steps and pruning of quantized weights. Marked slow: importing Brev
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from spaces import Autoencoder, build_model, get_preset, get_space
+from spaces import Autoencoder, get_preset, get_space
 
 pytestmark = pytest.mark.slow
+
+Build = Callable[[str, Mapping[str, Any]], Autoencoder]  # the conftest fixture: built-in space name, config
 
 
 def _quantized(config: dict, **bits: int) -> dict:
@@ -62,9 +65,9 @@ def test_quantized_encoders_use_power_of_two_quantizers_with_the_config_bits(
 
 
 @pytest.mark.parametrize("task", ["econt", "waveform"])
-def test_quantized_models_train_a_step(task: str) -> None:
+def test_quantized_models_train_a_step(task: str, build: Build) -> None:
     torch.manual_seed(0)
-    model = build_model(task, _quantized(get_preset(f"{task}_baseline")))
+    model = build(task, _quantized(get_preset(f"{task}_baseline")))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.rand(16, *model.input_shape)
     before = [p.detach().clone() for p in model.encoder.parameters()]
@@ -75,9 +78,9 @@ def test_quantized_models_train_a_step(task: str) -> None:
     assert any(not torch.equal(b, p) for b, p in zip(before, model.encoder.parameters(), strict=True))
 
 
-def test_pruning_zeroes_quantized_weights() -> None:
+def test_pruning_zeroes_quantized_weights(build: Build) -> None:
     torch.manual_seed(0)
-    model = build_model("econt", _quantized({**get_preset("econt_baseline"), "sparsity": 0.75}))
+    model = build("econt", _quantized({**get_preset("econt_baseline"), "sparsity": 0.75}))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.rand(32, 1, 8, 8)
     for epoch in range(1, 4):

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sweep_configs import tiny_sweep
 
 from objectives import DivergedError
 from search._config import parse_config
@@ -20,19 +21,7 @@ from search.storage._store import Store
 
 
 def small_config(store: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": "tiny",
-        "task": {"name": "econt", "data": "synthetic", "rows": 1500, "val_rows": 300},
-        "space": "econt",
-        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
-        "strategy": {"name": "random"},
-        "trials": 3,
-        "epochs": 1,
-        "store": store,
-        "seed": 3,
-    }
-    config.update(overrides)
-    return config
+    return tiny_sweep(store, **overrides)
 
 
 def test_sweep_records_every_trial_with_metrics_costs_and_checkpoints(sqlite_url: str) -> None:

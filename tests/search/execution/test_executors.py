@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sweep_configs import tiny_sweep, tiny_task
 
 from search._config import parse_config
 from search._types import Completed, Failed
@@ -20,15 +21,7 @@ from spaces import get_preset
 
 
 def config(store: str, epochs: int = 2) -> dict[str, Any]:
-    return {
-        "name": "executors",
-        "task": {"name": "econt", "data": "synthetic", "rows": 3000, "val_rows": 300},
-        "space": "econt",
-        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
-        "trials": 1,
-        "epochs": epochs,
-        "store": store,
-    }
+    return tiny_sweep(store, name="executors", task=tiny_task(3000), trials=1, epochs=epochs)
 
 
 @pytest.fixture(

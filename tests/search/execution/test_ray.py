@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import ray
+from sweep_configs import tiny_sweep, tiny_task
 
 from search._config import parse_config
 from search.execution._loop import SweepLoop, run_sweep
@@ -35,21 +36,11 @@ def ray_session() -> Iterator[None]:
 
 
 def ray_config(store: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": "ray-sweep",
-        "task": {"name": "econt", "data": "synthetic", "rows": 3000, "val_rows": 500},
-        "space": "econt",
-        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
-        "strategy": {"name": "random"},
-        "trials": 8,
-        "epochs": 4,
-        "store": store,
-        "seed": 11,
-        "executor": {"kind": "ray", "workers": 2},
-        "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1},
-    }
-    config.update(overrides)
-    return config
+    asha = {"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1}
+    ray = {"name": "ray-sweep", "task": tiny_task(3000, 500), "trials": 8, "epochs": 4, "seed": 11}
+    return tiny_sweep(
+        store, **{**ray, "executor": {"kind": "ray", "workers": 2}, "scheduler": asha, **overrides}
+    )
 
 
 @pytest.mark.parametrize("strategy", ["random", "optuna-tpe"])

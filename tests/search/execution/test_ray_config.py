@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from ray._private.utils import check_version_info
+from sweep_configs import tiny_sweep
 
 from search._config import ConfigError, parse_config
 from search._types import Completed, Failed, Pruned
@@ -21,21 +22,8 @@ from search.storage import Store
 
 
 def ray_config(store: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": "ray-tiny",
-        "task": {"name": "econt", "data": "synthetic", "rows": 1500, "val_rows": 300},
-        "space": "econt",
-        "objectives": [{"emd_mean": "minimize"}, {"bops": "minimize"}],
-        "strategy": {"name": "random"},
-        "trials": 3,
-        "epochs": 9,
-        "store": store,
-        "seed": 5,
-        "executor": {"kind": "ray", "workers": 1},
-        "scheduler": {"kind": "asha"},
-    }
-    config.update(overrides)
-    return config
+    ray = {"name": "ray-tiny", "epochs": 9, "seed": 5, "executor": {"kind": "ray", "workers": 1}}
+    return tiny_sweep(store, **{**ray, "scheduler": {"kind": "asha"}, **overrides})
 
 
 def local(store: str, **overrides: Any) -> SweepLoop:
@@ -159,16 +147,16 @@ def test_a_non_finite_rung_metric_fails_the_trial_as_diverged(sqlite_url: str, m
 def test_emd_rung_metric_is_the_emd_of_a_fixed_validation_subsample(sqlite_url: str) -> None:
     import torch
 
-    from objectives import emd_hex, from_8x8
+    from objectives import emd_hex, from_8x8, get_task
     from objectives._tasks import predict
     from search.execution._trial import _rung_metric
-    from spaces import build_model, get_preset
+    from spaces import get_preset
 
     loop = local(sqlite_url, scheduler={"kind": "asha", "metric": "emd", "emd_rows": 120})
     trial = loop.store.create_trial(loop.sweep.id, get_preset("econt_baseline"), config_hash="h")
     job = loop._job(trial)
     torch.manual_seed(0)
-    model = build_model("econt", get_preset("econt_baseline"))
+    model = get_task("econt").build_model(get_preset("econt_baseline"))
     assert job.rungs is not None
     value = _rung_metric(job, job.rungs, {"val_loss": 1.0}, model)
     data = task_data(job.task, job.data_seed)
