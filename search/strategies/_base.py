@@ -62,12 +62,14 @@ class StrategyError(ValueError):
 
 @dataclass(frozen=True)
 class _Option:
-    """One tuning knob of a strategy: its default, its type and (for integers) its smallest value."""
+    """One tuning knob of a strategy: its default, its type, (for integers) its smallest value and (for
+    enumerations) the values allowed."""
 
     default: Any
     kind: type
     minimum: int | None = None
     optional: bool = False
+    choices: tuple[Any, ...] | None = None
 
     def check(self, strategy: str, name: str, value: Any) -> Any:
         if value is None and self.optional:
@@ -81,6 +83,11 @@ class _Option:
         if self.minimum is not None and isinstance(value, int) and value < self.minimum:
             raise StrategyError(
                 f"option {name!r} of strategy {strategy!r} must be >= {self.minimum}, got {value!r}"
+            )
+        if self.choices is not None and value not in self.choices:
+            raise StrategyError(
+                f"option {name!r} of strategy {strategy!r} must be one of "
+                f"{', '.join(map(repr, self.choices))}, got {value!r}"
             )
         return value
 

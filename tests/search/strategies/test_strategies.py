@@ -46,6 +46,7 @@ FAST = {  # small startup phases so the model-based samplers are exercised withi
     "optuna-nsga2": {"population_size": 4},
     "optuna-gp": {"n_startup_trials": 3},
     "ax": {"n_sobol": 9, "background": False},  # Sobol only: deterministic and fast
+    "hwnas": {"n_initial": 4},
 }
 
 
