@@ -22,7 +22,7 @@ import torch
 from search._config import SweepConfig
 from search.execution import SweepError
 from search.execution._trial import hw_settings, task_data
-from search.results import sweep_front
+from search.results import TrialSource, sweep_front
 from search.storage._store import Store, SweepRecord, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,12 @@ class ExportResult:
     exact: bool | None
 
 
-def select_trials(store: Store, sweep: SweepRecord, numbers: list[int], pareto: bool) -> list[TrialRecord]:
-    """The trials to export: the front with ``pareto``, plus the numbered ones (which must be completed)."""
+def select_trials(
+    store: TrialSource, sweep: SweepRecord, numbers: list[int], pareto: bool
+) -> list[TrialRecord]:
+    """The trials to export: the front with ``pareto``, plus the numbered ones (which must be completed).
+
+    ``store`` is read only: the CLI passes the read-only ``Results``."""
     if not numbers and not pareto:
         raise SweepError("say which trials to export: --trial N (repeatable) and/or --pareto")
     by_number = {t.number: t for t in store.trials(sweep.id)}

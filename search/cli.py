@@ -1,22 +1,65 @@
-"""The `hwnas` command line. Only this module prints; every bad input exits with code 2 and one message."""
+"""The `hwnas` command line. Only this module prints; every bad input exits with code 2 and one message.
+
+Start-up is kept light: the read commands (`pareto`, `sweep status`, `sweep list`) go through the read-only
+results layer and load neither torch, Optuna, Ray nor alembic; heavy modules are imported by the commands
+that need them, and the `data` commands are mounted on first use.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
+
+if TYPE_CHECKING:
+    from search.results import Results
+
+
+class _LazyGroup(TyperGroup):
+    """The root command group; `hwnas data` (which loads the task code, and with it torch) is mounted only
+    when it is invoked, so every other command starts without it."""
+
+    def _mount_data(self) -> None:
+        if "data" not in self.commands:
+            from search._data_cli import data_app
+
+            self.add_command(typer.main.get_command(data_app), "data")
+
+    # (typer vendors its own click: its types are not the installed click's, hence Any below)
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return names if "data" in names else [*names, "data"]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name == "data" and "data" not in self.commands:
+            return _DATA_STUB  # lists `data` in --help without loading it
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] == "data":
+            self._mount_data()
+        return super().resolve_command(ctx, args)
+
+
+_DATA_STUB = TyperCommand("data", help="Generate and check data files.")
 
 app = typer.Typer(
-    help="hwnas: architecture + hyperparameter search for FPGA/ASIC neural networks.", no_args_is_help=True
+    cls=_LazyGroup,
+    help="hwnas: architecture + hyperparameter search for FPGA/ASIC neural networks.",
+    no_args_is_help=True,
 )
 sweep_app = typer.Typer(help="Launch, resume, validate and inspect sweeps.", no_args_is_help=True)
 app.add_typer(sweep_app, name="sweep")
@@ -34,16 +77,27 @@ StoreOption = Annotated[
 ]
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from hw_models import HWError
-    from objectives import DataError
-    from search._config import ConfigError
-    from search.execution._loop import SweepError
-    from search.storage._store import StoreError
-    from search.strategies import StrategyError
-    from spaces import SpaceError
+# The library's input errors, by defining module: an error can only be raised once its module is loaded, so
+# they are looked up in sys.modules instead of imported (which would load torch for every command).
+_USER_ERRORS = (
+    ("search._config", "ConfigError"),
+    ("search.storage._records", "StoreError"),
+    ("search.execution._setup", "SweepError"),
+    ("search.execution._loop", "SweepError"),
+    ("search.strategies._base", "StrategyError"),
+    ("spaces._errors", "SpaceError"),
+    ("hw_models._errors", "HWError"),
+    ("objectives._errors", "DataError"),
+)
 
-    return (ConfigError, StoreError, SweepError, StrategyError, SpaceError, HWError, DataError)
+
+def _is_user_error(exc: Exception) -> bool:
+    for module_name, class_name in _USER_ERRORS:
+        module = sys.modules.get(module_name)
+        error = getattr(module, class_name, None) if module is not None else None
+        if isinstance(error, type) and isinstance(exc, error):
+            return True
+    return False
 
 
 def cli_errors(func: F) -> F:
@@ -53,7 +107,9 @@ def cli_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except _user_errors() as exc:
+        except Exception as exc:
+            if not _is_user_error(exc):
+                raise
             err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
             raise typer.Exit(2) from None
 
@@ -66,13 +122,30 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    import optuna
-
-    # Optuna installs its own stderr handler; route its records through ours instead.
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
     for noisy in ("ax", "optuna", "hls4ml", "alembic", "brevitas"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _route_optuna_logging() -> None:
+    """Optuna installs its own stderr handler; route its records through ours instead (commands that run
+    strategies call this; the read commands never load Optuna)."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
+def _store_url(store: str | None) -> str:
+    from search.storage import DEFAULT_STORE_URL
+
+    return store or DEFAULT_STORE_URL
+
+
+def _open_results(store: str | None) -> Results:
+    """The store opened read-only: missing, unmigrated or newer stores exit 2 and are left as they are."""
+    from search.results import Results
+
+    return Results.open(_store_url(store))
 
 
 def _fmt(value: Any) -> str:
@@ -99,8 +172,9 @@ def _trial_printer(objectives: list[str]) -> Callable[[Any, int, int], None]:
 
 def _run(config: Any) -> None:
     from search.execution._loop import run_sweep
-    from search.results._report import front_report
-    from search.storage._store import Store
+    from search.storage import DEFAULT_STORE_URL
+
+    _route_optuna_logging()
 
     err.print(
         f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
@@ -111,11 +185,11 @@ def _run(config: Any) -> None:
     err.print(f"sweep {summary.name}: {counts}" + ("; interrupted" if summary.interrupted else ""))
     for note in summary.notes:
         err.print(note)
-    store = Store(config.store)
-    sweep = store.get_sweep(config.name)
-    if sweep is not None:
-        _print_front(front_report(store, sweep))
-    store_flag = "" if config.store == "sqlite:///hwnas.db" else f" --store {config.store}"
+    with _open_results(config.store) as results:
+        sweep = results.get_sweep(config.name)
+        if sweep is not None:
+            _print_front(results.report(sweep))
+    store_flag = "" if config.store == DEFAULT_STORE_URL else f" --store {config.store}"
     if summary.interrupted:
         err.print(f"continue with: hwnas sweep resume {config.name}{store_flag}")
         raise typer.Exit(130)
@@ -182,9 +256,11 @@ def resume(
     """Continue a stopped or crashed sweep with no lost and no duplicated trials."""
     from search._config import parse_config
     from search.execution._loop import load_sweep
+    from search.results import require_store
     from search.storage._store import Store
 
-    url = store or "sqlite:///hwnas.db"
+    url = _store_url(store)
+    require_store(url)  # resume continues a stored sweep: it never creates a store
     _, config = load_sweep(Store(url), name)
     data = config.model_dump(mode="json")
     data["store"] = url
@@ -199,25 +275,31 @@ def resume(
 @cli_errors
 def confirm(
     name: Annotated[str, typer.Argument(help="Name of a sweep in the store.")],
-    seeds: Annotated[int, typer.Option(help="Extra seeds per front trial (existing replicates count).")] = 3,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Extra seeds per front trial (existing replicates count).")
+    ] = 3,
     store: StoreOption = None,
     workers: Annotated[int | None, typer.Option(help="Number of worker processes.")] = None,
 ) -> None:
     """Re-evaluate the Pareto front with extra seeds and show the confirmed front (mean ± std)."""
+    from search._config import parse_config
     from search.execution._loop import confirm_sweep, load_sweep
-    from search.results import confirmed_front
+    from search.results import require_store
     from search.storage._store import Store
 
-    url = store or "sqlite:///hwnas.db"
-    db = Store(url)
-    _, config = load_sweep(db, name)
-    overrides: dict[str, Any] = {"store": url}
+    url = _store_url(store)
+    require_store(url)  # confirm re-evaluates a stored sweep: it never creates a store
+    _, config = load_sweep(Store(url), name)
+    data = config.model_dump(mode="json")
+    data["store"] = url
     if workers is not None:
-        overrides["executor"] = config.executor.model_copy(update={"workers": workers})
-    config = config.model_copy(update=overrides)
+        data["executor"]["workers"] = workers
+    config = parse_config(data, source=f"sweep {name}")  # overrides are validated like launch's
+    _route_optuna_logging()
     summary = confirm_sweep(config, seeds, progress=_trial_printer([o.name for o in config.objectives]))
-    sweep, _ = load_sweep(db, name)
-    _print_confirmed(sweep, *confirmed_front(db, sweep))
+    with _open_results(url) as results:
+        sweep = results.sweep(name)
+        _print_confirmed(sweep, *results.confirmed_front(sweep))
     if summary.interrupted:
         raise typer.Exit(130)
 
@@ -249,6 +331,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -
     from search._config import load_config
     from search.execution._loop import prepare
 
+    _route_optuna_logging()
     config = load_config(file)
     prepare(config)
     out.print(
@@ -262,20 +345,20 @@ def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -
 @cli_errors
 def list_sweeps(store: StoreOption = None) -> None:
     """List the sweeps in the store with their progress."""
-    from search.storage._store import Store
+    from search.storage._schema import TrialState
 
-    db = Store(store or "sqlite:///hwnas.db")
+    with _open_results(store) as results:
+        overviews = results.sweeps()  # one query: sweeps with their counts by state
     table = Table("sweep", "status", "trials", "completed", "failed", "infeasible", "updated")
-    for sweep in db.list_sweeps():
-        trials = db.trials(sweep.id)
-        states = [t.state.value for t in trials]
+    for overview in overviews:
+        sweep, counts = overview.sweep, overview.counts
         table.add_row(
             sweep.name,
             sweep.status,
-            str(len(trials)),
-            str(states.count("COMPLETED")),
-            str(states.count("FAILED")),
-            str(states.count("INFEASIBLE")),
+            str(overview.total),
+            str(counts.get(TrialState.COMPLETED, 0)),
+            str(counts.get(TrialState.FAILED, 0)),
+            str(counts.get(TrialState.INFEASIBLE, 0)),
             f"{sweep.updated_at:%Y-%m-%d %H:%M}",
         )
     out.print(table)
@@ -283,28 +366,89 @@ def list_sweeps(store: StoreOption = None) -> None:
 
 @sweep_app.command("status")
 @cli_errors
-def status(name: Annotated[str, typer.Argument()], store: StoreOption = None) -> None:
+def status(
+    name: Annotated[str, typer.Argument()],
+    store: StoreOption = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Show at most this many trials (the first, by number).")
+    ] = None,
+    after: Annotated[
+        int | None, typer.Option(help="Show only trials numbered above this one (the next page).")
+    ] = None,
+) -> None:
     """Show a sweep's trials: state, epochs reached, objectives or error."""
-    from search.execution._loop import load_sweep
     from search.results._report import describe
-    from search.storage._store import Store
 
-    db = Store(store or "sqlite:///hwnas.db")
-    sweep, config = load_sweep(db, name)
-    objectives = [o.name for o in config.objectives]
-    table = Table(
-        "trial", "state", "epochs", *objectives, "architecture", "error", title=f"{name} ({sweep.status})"
-    )
-    for t in db.trials(sweep.id):
-        table.add_row(
+    with _open_results(store) as results:
+        sweep = results.sweep(name)
+        if limit is None and after is None:
+            trials, next_after = results.trials(sweep.id), None
+        else:
+            page = results.page(sweep.id, after=after, limit=limit or 2**31 - 1)
+            trials, next_after = page.trials, page.next_after
+    objectives = [o["name"] for o in sweep.objectives]
+    rows = [
+        [
             str(t.number),
             t.state.value,
             str(t.fidelity),
             *(_fmt(t.results[o]) if o in t.results else "" for o in objectives),
             describe(t.params),
             (t.error or "")[:80],
+        ]
+        for t in trials
+    ]
+    _print_rows(
+        f"{name} ({sweep.status})", ["trial", "state", "epochs", *objectives, "architecture", "error"], rows
+    )
+    if next_after is not None:
+        err.print(f"more trials: hwnas sweep status {name} --after {next_after} --limit {limit}")
+
+
+# Above this many rows a table is laid out here instead of by rich (which takes ~1 ms a row): the characters
+# rich prints for a table that fits the console, without its styles (bold header, italic title); a table
+# wider than the console is not squeezed into it.
+_RICH_MAX_ROWS = 500
+_PLAIN = re.compile(r"^[^\x00-\x1f\x7f]*$")  # no newline, tab or escape: one line per cell, as rich would
+
+
+def _print_rows(title: str, headers: list[str], rows: list[list[str]], *, fast: bool | None = None) -> None:
+    """Print a table of plain-text cells (shown literally, never as rich markup), left-justified."""
+    widths = [cell_len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            length = cell_len(cell)
+            if length > widths[i]:
+                widths[i] = length
+    total = sum(widths) + 3 * len(widths) + 1
+    if fast is None:
+        fast = (
+            len(rows) > _RICH_MAX_ROWS
+            and cell_len(title) <= total
+            and all(_PLAIN.match(cell) for row in rows for cell in row)
         )
-    out.print(table)
+    if not fast:
+        table = Table(*headers, title=title)
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        out.print(table)
+        return
+
+    def line(cells: list[str], bar: str) -> str:
+        padded = (f" {c}{' ' * (w - cell_len(c))} " for c, w in zip(cells, widths, strict=True))
+        return bar + bar.join(padded) + bar
+
+    left = (total - cell_len(title)) // 2
+    lines = [
+        " " * left + title + " " * (total - left - cell_len(title)),
+        "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
+        line(headers, "┃"),
+        "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩",
+        *(line(row, "│") for row in rows),
+        "└" + "┴".join("─" * (w + 2) for w in widths) + "┘",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 class Format(StrEnum):
@@ -325,18 +469,12 @@ def pareto(
     ] = False,
 ) -> None:
     """Print the Pareto front (completed full-fidelity trials) and its hypervolume."""
-    from search.execution._loop import load_sweep
-    from search.results._report import front_report
-    from search.storage._store import Store
-
-    db = Store(store or "sqlite:///hwnas.db")
-    sweep, _ = load_sweep(db, name)
-    if confirmed:
-        from search.results import confirmed_front
-
-        _print_confirmed(sweep, *confirmed_front(db, sweep))
-        return
-    report = front_report(db, sweep)
+    with _open_results(store) as results:
+        sweep = results.sweep(name)
+        if confirmed:
+            _print_confirmed(sweep, *results.confirmed_front(sweep))
+            return
+        report = results.report(sweep)
     if fmt is Format.csv:
         sys.stdout.write(report.to_csv())
     elif fmt is Format.json:
@@ -369,10 +507,13 @@ def export(
     from search.execution._loop import load_sweep
     from search.storage._store import Store
 
-    db = Store(store or "sqlite:///hwnas.db")
-    sweep, config = load_sweep(db, name)
+    with _open_results(store) as results:  # a missing store exits 2 here, before anything is written
+        sweep = results.sweep(name)
+        chosen = select_trials(results, sweep, trial or [], pareto)
+    db = Store(_store_url(store))  # export records the projects it writes as artifacts
+    _, config = load_sweep(db, name)
     failed = 0
-    for record in select_trials(db, sweep, trial or [], pareto):
+    for record in chosen:
         result = export_trial(db, config, record, out_dir / name, verify=verify)
         if result.verified is None:
             check = "not verified"
@@ -384,14 +525,6 @@ def export(
     if failed:
         raise typer.Exit(1)
 
-
-def _mount_data_commands() -> None:
-    from search._data_cli import data_app
-
-    app.add_typer(data_app, name="data")
-
-
-_mount_data_commands()
 
 if __name__ == "__main__":
     app()

@@ -3,16 +3,26 @@ trials re-evaluated with extra seeds (means and spreads over replicates)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from search.results._pareto import default_reference, hypervolume, pareto_front
-from search.storage import Store, SweepRecord, TrialRecord, TrialState
+from search.storage._records import SweepRecord, TrialRecord
+from search.storage._schema import TrialState
 
 
-def completed_search_trials(store: Store, sweep: SweepRecord) -> list[TrialRecord]:
+class TrialSource(Protocol):
+    """What the fronts read: the writer ``Store`` and the read-only ``Results`` both qualify."""
+
+    def trials(self, sweep_id: int, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
+        """All trials of a sweep in number order (only those in ``states`` if given), with results."""
+        ...
+
+
+def completed_search_trials(store: TrialSource, sweep: SweepRecord) -> list[TrialRecord]:
     """COMPLETED trials of the search (not confirm replicates) that carry every objective."""
     names = [o["name"] for o in sweep.objectives]
     return [
@@ -22,16 +32,20 @@ def completed_search_trials(store: Store, sweep: SweepRecord) -> list[TrialRecor
     ]
 
 
-def sweep_front(store: Store, sweep: SweepRecord) -> tuple[list[TrialRecord], float | None]:
+def sweep_front(store: TrialSource, sweep: SweepRecord) -> tuple[list[TrialRecord], float | None]:
     """Pareto front of the completed full-fidelity trials and its hypervolume.
 
     The hypervolume is normalised by the reference point (each objective divided by its reference value's
     magnitude), so it is dimensionless and comparable over time. Without a stored reference point a
     provisional one is derived from the trials (the driver stores one at the end of a sweep's first run).
     """
+    return front_of(completed_search_trials(store, sweep), sweep)
+
+
+def front_of(completed: list[TrialRecord], sweep: SweepRecord) -> tuple[list[TrialRecord], float | None]:
+    """:func:`sweep_front` of already loaded ``completed_search_trials``."""
     names = [o["name"] for o in sweep.objectives]
     directions = [o["direction"] for o in sweep.objectives]
-    completed = completed_search_trials(store, sweep)
     if not completed:
         return [], None
     points = np.array([[t.results[n] for n in names] for t in completed], dtype=float)
@@ -77,7 +91,7 @@ def pooled_std(runs: Iterable[list[TrialRecord]], names: list[str]) -> dict[str,
     return {name: float(s) for name, s in zip(names, std, strict=True) if np.isfinite(s) and s > 0}
 
 
-def confirmed_front(store: Store, sweep: SweepRecord) -> tuple[list[ConfirmedPoint], float | None]:
+def confirmed_front(store: TrialSource, sweep: SweepRecord) -> tuple[list[ConfirmedPoint], float | None]:
     """The front rebuilt from the means of trials that have completed replicates, and its hypervolume."""
     names = [o["name"] for o in sweep.objectives]
     directions = [o["direction"] for o in sweep.objectives]

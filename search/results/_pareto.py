@@ -18,6 +18,7 @@ The heavy lifting is ``moocore`` (exact, O(n log n) for 2 and 3 objectives).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import moocore
@@ -120,6 +121,14 @@ def hypervolume(
     inside = low[(low < ref).all(axis=1)]
     if inside.shape[0] == 0:
         return 0.0
+    return _volume(inside, ref)
+
+
+def _volume(inside: NDArray[np.float64], ref: NDArray[np.float64]) -> float:
+    """moocore's hypervolume of points that all beat ``ref``; a -inf coordinate (an infinitely good value)
+    makes it infinite, decided here because moocore crashes on one with 3 or more objectives."""
+    if np.isneginf(inside).any():
+        return math.inf
     return float(moocore.hypervolume(inside, ref=ref))
 
 
@@ -139,11 +148,18 @@ def hypervolume_history(
     low, ref = _minimisation_form(array, maximise, reference, scale)
     history: list[float] = []
     current = 0.0
-    for end in range(array.shape[0]):
-        # Only a new point that beats the reference can change the volume: skip the recomputation otherwise.
-        if (low[end] < ref).all():
-            prefix = low[: end + 1]
-            current = float(moocore.hypervolume(prefix[(prefix < ref).all(axis=1)], ref=ref))
+    # The volume of a prefix is that of its non-dominated points inside the reference: keep only those, and
+    # recompute only when a new point joins them (a dominated or outside point changes nothing). Linear in
+    # the number of points times the size of the front; the checks run on tuples, far cheaper than numpy
+    # calls on arrays of a few points.
+    bound = tuple(ref.tolist())
+    front: list[tuple[float, ...]] = []
+    for point in map(tuple, low.tolist()):
+        inside = all(p < b for p, b in zip(point, bound, strict=True))
+        if inside and not any(all(f <= p for f, p in zip(kept, point, strict=True)) for kept in front):
+            front = [kept for kept in front if not all(p <= f for p, f in zip(point, kept, strict=True))]
+            front.append(point)
+            current = _volume(np.array(front), ref)
         history.append(current)
     return history
 

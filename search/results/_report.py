@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.results._fronts import completed_search_trials, sweep_front
+from search.results._fronts import TrialSource, completed_search_trials, front_of
 from search.results._pareto import hypervolume_history
-from search.storage._store import Store, SweepRecord, TrialRecord
+from search.storage._records import SweepRecord, TrialRecord
 
 _TRAINING_KEYS = ("lr", "batch_size")
 
@@ -151,10 +151,10 @@ class FrontReport:
         plt.close(fig)
 
 
-def front_report(store: Store, sweep: SweepRecord) -> FrontReport:
+def front_report(store: TrialSource, sweep: SweepRecord) -> FrontReport:
+    """The front, its hypervolume and the warm-start references of ``sweep`` (trials loaded once)."""
     objectives = [o["name"] for o in sweep.objectives]
-    front, volume = sweep_front(store, sweep)
-    refreshed = store.get_sweep(sweep.name) or sweep
     completed = completed_search_trials(store, sweep)
+    front, volume = front_of(completed, sweep)
     references = [t for t in completed if t.origin == "warm-start"]
-    return FrontReport(refreshed, objectives, front, references, completed, volume)
+    return FrontReport(sweep, objectives, front, references, completed, volume)

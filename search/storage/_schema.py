@@ -62,7 +62,10 @@ class SweepRow(Base):
 
 class TrialRow(Base):
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("sweep_id", "number", name="uq_trials_sweep_number"),)
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "number", name="uq_trials_sweep_number"),
+        Index("ix_trials_sweep_updated", "sweep_id", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
@@ -83,6 +86,8 @@ class TrialRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Stamped by every write to the row (and by a cost report): what "changed since" reads (revision 0004).
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class TrialMetricRow(Base):

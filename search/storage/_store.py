@@ -22,8 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -43,6 +42,15 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.storage._records import (
+    DEFAULT_STORE_URL as DEFAULT_STORE_URL,  # re-exported: this module was its home
+)
+from search.storage._records import (
+    StoreError,
+    SweepRecord,
+    TrialRecord,
+)
+from search.storage._records import redacted as _redacted
 from search.storage._schema import (
     ALLOWED_TRANSITIONS,
     ArtifactRow,
@@ -59,8 +67,6 @@ from search.storage._schema import (
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The store a command uses when given none (and $HWNAS_STORE is unset): a SQLite file in the working folder.
-DEFAULT_STORE_URL = "sqlite:///hwnas.db"
 _NUMBER_RETRIES = 12
 # SQLite runs DDL outside transactions (pysqlite), so a process opening a store another one is creating can
 # see its tables before its schema version: it waits and retries, for up to ~20 s on a loaded machine.
@@ -68,10 +74,6 @@ _MIGRATION_RETRIES = 20
 # A store locked by another process (SQLite's busy timeout of 30 s exceeded): every call waits and retries,
 # warning each time, for up to this long before it fails. Short locks are SQLite's own business.
 BUSY_WAIT_S = 3600.0
-
-
-class StoreError(ValueError):
-    """The store cannot do what was asked: unreachable database, newer schema, illegal transition, ..."""
 
 
 class _Busy(Exception):
@@ -110,42 +112,6 @@ def _waits_when_busy(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class SweepRecord:
-    id: int
-    name: str
-    config_yaml: str
-    config_hash: str
-    objectives: list[dict[str, str]]
-    reference_point: list[float] | None
-    status: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    id: int
-    sweep_id: int
-    number: int
-    params: dict[str, Any]
-    config_hash: str
-    state: TrialState
-    origin: str
-    replicate_of: int | None
-    seed: int
-    fidelity: int
-    attempts: int
-    error: str | None
-    worker: str | None
-    host: str | None
-    heartbeat_at: datetime | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    results: dict[str, float]
-
-
 def _sweep_record(row: SweepRow) -> SweepRecord:
     return SweepRecord(
         id=row.id,
@@ -181,6 +147,7 @@ def _trial_record(row: TrialRow, results: dict[str, float]) -> TrialRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         results=results,
+        updated_at=row.updated_at,
     )
 
 
@@ -189,13 +156,6 @@ def _alembic_config(connection: Any) -> Config:
     cfg.set_main_option("script_location", str(resources.files("search.storage") / "migrations"))
     cfg.attributes["connection"] = connection
     return cfg
-
-
-def _redacted(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def _unreachable(exc: SQLAlchemyError) -> bool:
@@ -584,6 +544,8 @@ class Store:
                     report=dict(report),
                 )
             )
+            # The cost is part of the trial: readers asking what changed since a time see it.
+            session.execute(update(TrialRow).where(TrialRow.id == trial_id).values(updated_at=utcnow()))
 
     def costs(self, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The cost reports of those of ``trial_ids`` that have one, by trial id."""

@@ -97,6 +97,7 @@ def test_unreachable_database_and_newer_schema_exit_2(tmp_path: Path, sqlite_url
 
 
 def test_unknown_sweep_names_the_known_ones(sqlite_url: str) -> None:
+    Store(sqlite_url).close()
     result = runner.invoke(app, ["pareto", "nope", "--store", sqlite_url])
     assert result.exit_code == 2
     assert "no sweep named 'nope' in the store; known sweeps: none" in result.output

@@ -210,3 +210,31 @@ def test_bad_input_raises_pareto_error_naming_the_problem(call: Callable[[], obj
         call()
     assert message in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_an_infinitely_good_value_gives_infinite_volume_with_three_objectives() -> None:
+    # moocore crashes (SIGSEGV) on a -inf coordinate with 3 objectives; the volume is decided before it.
+    directions = ["minimize", "maximize", "minimize"]
+    reference = [3.0, -1.0, 3.0]
+    assert hypervolume([[-np.inf, 1.0, 1.0]], directions, reference) == math.inf
+    assert hypervolume([[1.0, np.inf, 1.0]], directions, reference) == math.inf
+    history = hypervolume_history([[1.0, 1.0, 1.0], [-np.inf, 0.0, 2.0]], directions, reference)
+    assert history == [8.0, math.inf]
+
+
+def test_hypervolume_history_matches_the_volume_of_every_prefix_with_duplicates_and_infinities() -> None:
+    rng = np.random.default_rng(3)
+    for directions, reference in (
+        (["minimize", "maximize", "minimize"], [1.1, -0.1, 1.1]),
+        (["minimize", "maximize"], [1.1, -0.1]),
+    ):
+        points = rng.random((120, len(directions)))
+        points[::7] = points[3]
+        points[5, 0] = np.inf
+        points[100, 0] = -np.inf
+        history = hypervolume_history(points, directions, reference, scale=[2.0] * len(directions))
+        expected = [
+            hypervolume(points[: i + 1], directions, reference, scale=[2.0] * len(directions))
+            for i in range(len(points))
+        ]
+        assert history == pytest.approx(expected, rel=1e-12)
