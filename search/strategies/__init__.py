@@ -6,7 +6,7 @@ from search.strategies import _builtin  # noqa: F401
 # isort: split
 from search.strategies import (
     _ax,  # noqa: F401
-    _hwnas,  # noqa: F401
+    hwnas,  # noqa: F401
 )
 from search.strategies._base import (
     MAX_OBJECTIVES,

@@ -1,0 +1,101 @@
+"""The ``hwnas`` strategy: Bayesian search that uses what is known exactly (meant to be the default).
+
+Hardware cost objectives (``ops``, ``bops``, ``latency_ns``, ... and ``model_kb``) are exact functions of the
+config, known from the sweep's cost oracle in ~50 ms without training; only quality (``emd_mean``, ...) is
+unknown. General-purpose optimisers model the costs as if they were noisy unknowns too. This strategy
+models only quality and treats costs as the known coordinates they are (the Sherlock idea of Pareto active
+learning over a pool, with exact cost axes). Each ``ask``:
+
+1. **Candidate pool.** Architectures already costed (the *archive*) are recombined with fresh training
+   settings (``training_params``, default lr, batch_size, l1_reg, l1: the cost does not depend on them, so
+   such candidates cost nothing to price), training settings of front members are perturbed, and at most
+   ``cost_calls`` new architectures are costed per ask: random draws until there is a front, then nine
+   times in ten a mutation of a front member's architecture (one or two parameters stepped along their
+   domain or redrawn; layers appearing or vanishing get drawn or dropped parameters), else a draw. Every
+   candidate is validated (infeasible ones dropped) and deduplicated by canonical config against
+   everything asked or observed: two trials never share architecture *and* training settings. Costs are
+   cached by architecture; architectures the oracle rejects (over a budget, not convertible) are never
+   proposed. The first ask costs up to ``8 * cost_calls`` architectures; when the archive is still empty
+   it keeps costing until one is accepted, and after 64 rejections in a row without any accepted
+   architecture it raises :class:`StrategyError` ("every candidate is rejected ...") instead of searching
+   forever.
+2. **Quality model.** A regressor of the quality objectives over an encoding of the conditional config
+   (each parameter scaled to [0, 1], log parameters on a log scale, unordered choices one-hot; an inactive
+   parameter takes the neutral 0.5 and each distinct activation condition gets a 0/1 indicator), plus the
+   exact log-costs as features (quality correlates with size). ``model``: ``rf`` (random forest, the mean
+   and spread over its trees) or ``gp`` (isotropic Matern-5/2 Gaussian process with a noise term).
+3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
+   as log10(1 + cost), each axis scaled by the observed range) with the sweep's reference point or, without
+   one, the front's nadir plus 10 % of the range. For one quality objective the EHVI is exact and cheap: the
+   front splits cost space into cells with a known quality threshold, and the EHVI is the sum over the cells
+   the candidate dominates of cell volume times the expected improvement below the threshold. For several
+   quality objectives it is a Monte-Carlo estimate (32 common random draws, hypervolumes by ``moocore``).
+   Candidates whose known cost is weakly dominated by an observed front member with an equal or better
+   quality than the candidate's predicted mean are never proposed (with at least one cost objective). Ties
+   (e.g. no improvement expected anywhere) go to the candidate farthest along the cost axes from every
+   known and pending config. A batch
+   (``ask(n)`` with n > 1, and proposals still pending) is chosen greedily, each pick entering the front at
+   its predicted mean ("kriging believer"), so a batch spreads instead of piling up.
+
+Until ``n_initial`` trials have completed (and whenever the model cannot be fitted: logged as a warning,
+e.g. every finished trial failed) proposals are space-filling: the candidate farthest, in normalised
+log-cost (plus a quarter weight of config distance), from every known config, which stratifies the first
+trials along the cost axes. When the undominated candidates run out within a batch, the batch is cut
+short (the next ask draws a new pool). Only if every candidate of an ask is dominated (the model expects no
+improvement anywhere in the pool) is its first proposal space-filling, logged at INFO and counted in
+``state_dict()["dominated_explorations"]``: an ask must propose something, and exploring is then the only
+informative move.
+
+The oracle must price a config as it will be trained: with ``sparsity`` > 0 the final ``bops``,
+``nonzero_params`` and ``model_kb`` are those of the pruned model (the econt baseline at sparsity 0.5:
+bops 939,588 before pruning, 529,988 with the masks at the target sparsity, which is what
+``Autoencoder.before_epoch(E, E)`` applies before the estimate). An oracle that prices the unpruned model
+makes sparse candidates look dearer than their trials turn out (the front uses the told values).
+
+Without a cost oracle (``costs=None``) every objective is modelled and candidates are encoded without cost
+features; the rest is the same.
+
+How every outcome reaches the strategy (one policy, here):
+
+=============  ==============================================================================================
+Outcome        hwnas
+=============  ==============================================================================================
+Completed      enters the quality model and the front (finite values); a quality of ±inf (diverged) is
+               treated as Failed.
+Pruned         enters the quality model with its partial quality (training was cut short because it ranked
+               badly, so the partial value is a pessimistic estimate), or as Failed without one; never the
+               front (partial fidelity).
+Failed         enters the quality model with the worst completed quality of each objective: a collapsed or
+               crashed config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
+Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its
+               architecture is banned too (a proposal is feasible, so the driver rejected it for a budget or
+               a failed conversion, which no training setting changes; an observed one unless the space's
+               constraints explain it).
+=============  ==============================================================================================
+
+Resume: ``observe`` records the trial exactly as ``tell`` would (model data, front, dedup set), so after a
+resume no observed config is proposed again. A completed trial's told costs become its architecture's
+cached cost (no oracle call); an architecture known only from failed or pruned trials is priced by the
+oracle when the model is first fitted.
+
+The package follows these steps, one module each: ``_features`` (config encoding), ``_models`` (the quality
+model and its training data), ``_candidates`` (cost cache, candidate pool, mutations), ``_acquisition``
+(EHVI, the dominance rule, batch selection) and ``_strategy`` (the :class:`Strategy` subclass: options,
+ask/tell/observe). Importing the package registers the strategy.
+"""
+
+from search.strategies.hwnas._acquisition import exact_ehvi, expected_improvement, monte_carlo_ehvi
+from search.strategies.hwnas._features import ConfigEncoder
+from search.strategies.hwnas._models import MODELS, QualityModel
+from search.strategies.hwnas._strategy import DEFAULT_TRAINING_PARAMS, HwnasStrategy
+
+__all__ = [
+    "DEFAULT_TRAINING_PARAMS",
+    "MODELS",
+    "ConfigEncoder",
+    "HwnasStrategy",
+    "QualityModel",
+    "exact_ehvi",
+    "expected_improvement",
+    "monte_carlo_ehvi",
+]

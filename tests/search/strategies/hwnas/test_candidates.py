@@ -1,0 +1,87 @@
+"""The ``hwnas`` candidate pool: dedup against everything asked or observed, cost cache, budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run, toy_ops, toy_quality
+
+from search._types import Completed, Rejected
+from search.strategies import StrategyError, make_strategy
+from search.strategies.hwnas._candidates import _config_key
+from spaces import Space
+
+# -- dedup ---------------------------------------------------------------------------------------------------
+SMALL_FINITE = Space.from_dict(
+    {
+        "parameters": {
+            "n_layers": {"type": "int", "low": 1, "high": 2},
+            "width0": {"type": "choice", "choices": [2, 4, 8], "ordered": True},
+            "width1": {"type": "choice", "choices": [2, 4], "active_if": {"n_layers": {">": 1}}},
+            "bits": {"type": "int", "low": 2, "high": 3},
+            "lr": {"type": "choice", "choices": [0.001, 0.01]},
+        }
+    }
+)
+
+
+def test_never_proposes_a_canonical_config_already_asked_or_observed() -> None:
+    oracle, calls = make_oracle()
+    every = {_config_key(c) for c in SMALL_FINITE.grid()}  # 3 * (1 + 2) * 2 * 2 = 36 configs
+    strategy = make_strategy(
+        "hwnas", SMALL_FINITE, OBJECTIVES, seed=0, options={"n_initial": 3}, costs=oracle
+    )
+    observed = list(SMALL_FINITE.grid())[::5]
+    for config in observed:
+        strategy.observe(config, Completed({"emd_mean": toy_quality(config), "ops": toy_ops(config)}))
+    seen = [_config_key(c) for c in observed]
+    while True:
+        proposals = strategy.ask(2)
+        if not proposals:
+            break
+        for proposal in proposals:
+            seen.append(_config_key(proposal.config))
+            config = proposal.config
+            strategy.tell(proposal.key, Completed({"emd_mean": toy_quality(config), "ops": toy_ops(config)}))
+    assert len(seen) == len(set(seen)) == len(every)  # every config exactly once, then exhausted
+    # Costs are cached by architecture: lr never causes a second oracle call.
+    architectures = {json.dumps({k: v for k, v in c.items() if k != "lr"}, sort_keys=True) for c in calls}
+    assert len(calls) == len(architectures)
+
+
+# -- budgets --------------------------------------------------------------------------------------------------
+def test_every_candidate_over_budget_stops_with_that_message() -> None:
+    oracle, calls = make_oracle(limit=1.0)
+    strategy = hwnas(oracle=oracle)
+    with pytest.raises(
+        StrategyError, match=r"every candidate is rejected by the cost oracle: 64 architectures"
+    ):
+        strategy.ask(1)
+    assert len(calls) == 64
+    with pytest.raises(StrategyError, match=r"exceeds budget ops <= 1"):
+        hwnas(oracle=oracle).ask(1)
+
+
+def test_an_architecture_the_driver_rejected_is_never_proposed_again() -> None:
+    strategy = hwnas(n_initial=4)  # the oracle knows no budget: the driver applies it
+    rejected: set[str] = set()
+    for _ in range(30):
+        (proposal,) = strategy.ask(1)
+        config = proposal.config
+        arch = json.dumps({k: v for k, v in config.items() if k != "lr"}, sort_keys=True)
+        assert arch not in rejected
+        if toy_ops(config) > 2000:
+            rejected.add(arch)
+            strategy.tell(proposal.key, Rejected("ops exceeds budget ops <= 2000"))
+        else:
+            strategy.tell(proposal.key, Completed({"emd_mean": toy_quality(config), "ops": toy_ops(config)}))
+    assert rejected
+
+
+def test_configs_the_oracle_rejects_are_never_proposed() -> None:
+    oracle, _ = make_oracle(limit=3000.0)
+    strategy = hwnas(oracle=oracle, n_initial=4)
+    history = run(strategy, TOY, asks=20)
+    assert all(toy_ops(c) <= 3000 for c, _ in history)
+    assert strategy.state_dict()["architectures_rejected"] > 0

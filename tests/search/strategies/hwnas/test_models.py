@@ -1,0 +1,91 @@
+"""The ``hwnas`` quality model: its training data, its fallbacks to space-filling draws, ``gp``."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from hwnas_toy import TOY, hwnas, make_oracle, run, toy_ops, toy_quality
+
+from search._types import Completed, Failed, Objective, Pruned, Rejected
+from search.strategies import make_strategy
+from search.strategies.hwnas._candidates import _config_key
+from search.strategies.hwnas._models import QualityModel
+
+
+# -- fallbacks ------------------------------------------------------------------------------------------------
+def test_too_few_completed_trials_give_space_filling_draws_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    strategy = hwnas(n_initial=5)
+    with caplog.at_level(logging.WARNING):
+        run(strategy, TOY, asks=4)
+        assert len(strategy.ask(1)) == 1
+    assert strategy.state_dict()["phase"] == "space-filling"
+    assert not caplog.records
+
+
+def test_all_failed_trials_fall_back_to_space_filling_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    strategy = hwnas(n_initial=3)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            (proposal,) = strategy.ask(1)
+            strategy.tell(proposal.key, Failed("collapsed"))
+        proposals = strategy.ask(2)
+    assert len(proposals) == 2
+    assert strategy.state_dict()["phase"] == "space-filling"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and "space-filling" in warnings[0] and "0 of 3 finished trials" in warnings[0]
+    assert len(warnings) == 1  # the same problem is not repeated at every ask
+
+
+def test_a_model_that_cannot_be_fitted_falls_back_with_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: QualityModel, features: np.ndarray, targets: np.ndarray) -> None:
+        raise ValueError("singular")
+
+    monkeypatch.setattr(QualityModel, "fit", broken)
+    strategy = hwnas(n_initial=3)
+    with caplog.at_level(logging.WARNING):
+        run(strategy, TOY, asks=5)
+    assert strategy.state_dict()["phase"] == "space-filling"
+    assert "fitting the rf quality model failed: singular" in caplog.text
+
+
+def test_failed_and_pruned_trials_count_as_bad_quality() -> None:
+    strategy = hwnas(n_initial=2)
+    good = {"n_layers": 1, "width0": 8, "bits": 4, "lr": 3e-3}
+    other = {"n_layers": 1, "width0": 16, "bits": 4, "lr": 3e-3}
+    strategy.observe(good, Completed({"emd_mean": 1.0, "ops": toy_ops(good)}))
+    strategy.observe(other, Completed({"emd_mean": 2.0, "ops": toy_ops(other)}))
+    strategy.observe({**good, "lr": 0.09}, Failed("diverged"))
+    strategy.observe({**good, "lr": 0.05}, Pruned({"emd_mean": 1.7}, fidelity=2))
+    strategy.observe({**good, "lr": 0.02}, Rejected("never trained"))
+    data = strategy._training_data()
+    assert not isinstance(data, str)
+    configs, _, targets = data
+    targets_by = {(c["width0"], c["lr"]): t[0] for c, t in zip(configs, targets, strict=True)}
+    # Failed = the worst completed quality, pruned = its partial value; rejected is no quality data.
+    assert targets_by == {(8, 3e-3): 1.0, (16, 3e-3): 2.0, (8, 0.09): 2.0, (8, 0.05): 1.7}
+
+
+def test_gp_model_and_several_quality_objectives() -> None:
+    objectives = (Objective("emd_mean"), Objective("emd_std"), Objective("ops"))
+    oracle, _ = make_oracle()
+    for model in ("gp", "rf"):
+        strategy = make_strategy(
+            "hwnas", TOY, objectives, seed=0, options={"n_initial": 4, "model": model}, costs=oracle
+        )
+        keys = set()
+        for _ in range(8):
+            for proposal in strategy.ask(2):
+                keys.add(_config_key(proposal.config))
+                quality = toy_quality(proposal.config)
+                values = {"emd_mean": quality, "emd_std": 1.0 / quality, "ops": toy_ops(proposal.config)}
+                strategy.tell(proposal.key, Completed(values))
+        assert len(keys) == 16
+        assert strategy.state_dict()["phase"] == "model"

@@ -1,0 +1,132 @@
+"""The ``hwnas`` strategy as a whole: options, seeding, resume, and end to end against random search."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import moocore
+import numpy as np
+import pytest
+from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run
+
+from search._types import Completed, Objective, Outcome
+from search.strategies import StrategyError, make_strategy
+from search.strategies.hwnas._candidates import _config_key
+
+
+# -- resume -------------------------------------------------------------------------------------------------
+def test_resume_rebuilds_the_dedup_set_and_the_model() -> None:
+    first = hwnas(seed=4, n_initial=4)
+    history = run(first, TOY, asks=12)
+    resumed = hwnas(seed=4, n_initial=4)
+    for config, outcome in history:
+        resumed.observe(config, outcome)
+    assert resumed._front_records() == first._front_records()
+    old = {_config_key(c) for c, _ in history}
+    later = run(resumed, TOY, asks=10, batch=2)
+    assert not old & {_config_key(c) for c, _ in later}
+    assert resumed.state_dict()["phase"] == "model"
+
+
+# -- options --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"model": "xgb"}, "option 'model' of strategy 'hwnas' must be one of 'rf', 'gp', got 'xgb'"),
+        ({"bogus": 1}, "unknown option(s) ['bogus'] for strategy 'hwnas'; allowed: n_initial, n_candidates"),
+        ({"n_initial": 1}, "option 'n_initial' of strategy 'hwnas' must be >= 2, got 1"),
+        ({"cost_calls": 0}, "option 'cost_calls' of strategy 'hwnas' must be >= 1, got 0"),
+        (
+            {"model": "gp", "trees": 16},
+            "option 'trees' of strategy 'hwnas' applies only to model 'rf', got model 'gp'",
+        ),
+        (
+            {"training_params": ["lr", "momentum"]},
+            "option 'training_params' of strategy 'hwnas' names ['momentum'], which are not parameters of the "
+            "space; allowed: n_layers, width0, width1, width2, bits, lr",
+        ),
+        (
+            {"training_params": list(TOY.names)},
+            "option 'training_params' of strategy 'hwnas' lists every parameter of the space",
+        ),
+    ],
+)
+def test_bad_options_name_the_option_and_the_allowed_values(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(StrategyError) as info:
+        make_strategy("hwnas", TOY, OBJECTIVES, seed=0, options=options, costs=make_oracle()[0])
+    assert message in str(info.value)
+
+
+def test_same_seed_same_proposals() -> None:
+    runs = [[c for c, _ in run(hwnas(seed=7, n_initial=4), TOY, asks=10)] for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert [c for c, _ in run(hwnas(seed=8, n_initial=4), TOY, asks=10)] != runs[0]
+
+
+# -- end to end: better hypervolume than random for the same number of trials ------------------------------
+def _hypervolume(history: list[tuple[dict[str, Any], Outcome]]) -> float:
+    points = [
+        (math.log10(1 + o.values["ops"]), o.values["emd_mean"])
+        for _, o in history
+        if isinstance(o, Completed)
+    ]
+    return float(moocore.hypervolume(np.array(points), ref=np.array([5.0, 3.0])))
+
+
+@pytest.mark.slow
+def test_finds_a_better_front_than_random_search() -> None:
+    trials = 30
+    ours, theirs = [], []
+    for seed in range(3):
+        ours.append(_hypervolume(run(hwnas(seed=seed, n_initial=8), TOY, asks=trials)))
+        random = make_strategy("random", TOY, OBJECTIVES, seed=seed)
+        theirs.append(_hypervolume(run(random, TOY, asks=trials)))
+    assert np.median(ours) > np.median(theirs) + 0.1, (ours, theirs)
+    assert min(ours) > np.median(theirs)
+
+
+@pytest.mark.slow
+def test_econt_with_the_real_cost_oracle() -> None:
+    from hw_models import HWError, HWSettings, estimate
+    from objectives import get_task
+    from spaces import build_model, get_space
+
+    space, task = get_space("econt"), get_task("econt")
+
+    def costs_of(config: Mapping[str, Any]) -> dict[str, float] | str:
+        try:
+            report = estimate(build_model("econt", config).encoder, task.input_shape, HWSettings())
+        except HWError as exc:
+            return f"hardware model: {exc}"
+        return {name: float(value) for name, value in report.totals.items()}
+
+    calls: list[dict[str, Any]] = []
+
+    def oracle(config: Mapping[str, Any]) -> dict[str, float] | str:
+        calls.append(dict(config))
+        return costs_of(config)
+
+    objectives = (Objective("emd_mean"), Objective("bops"))
+    strategy = make_strategy("hwnas", space, objectives, seed=0, options={"n_initial": 3}, costs=oracle)
+    proposed = []
+    for _ in range(6):
+        (proposal,) = strategy.ask(1)
+        assert space.validate(proposal.config) == proposal.config
+        costs = costs_of(proposal.config)
+        assert isinstance(costs, dict)
+        emd = 3.0 / (1.0 + math.log10(1.0 + costs["ops"])) + abs(math.log10(proposal.config["lr"]) + 2.5)
+        strategy.tell(proposal.key, Completed({"emd_mean": emd, "bops": costs["bops"]}))
+        proposed.append(_config_key(proposal.config))
+    assert len(set(proposed)) == 6
+    assert strategy.state_dict()["phase"] == "model"
+    # One oracle call per architecture: the training settings never cause another.
+    training = {"lr", "batch_size", "l1_reg", "l1"}
+    architectures = [
+        json.dumps({k: v for k, v in c.items() if k not in training}, sort_keys=True) for c in calls
+    ]
+    assert len(architectures) == len(set(architectures)) == strategy.state_dict()["oracle_calls"]
+    # Bounded cost calls: 8 on the first ask, then 1 per ask (plus retries only while nothing is accepted).
+    assert len(calls) <= 8 + 5 + 2
