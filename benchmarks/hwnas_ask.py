@@ -38,7 +38,7 @@ def main() -> None:
 
     from hw_models import Budget, HWError, HWSettings, estimate
     from objectives import get_task
-    from spaces import build_model, get_space
+    from spaces import get_space
 
     logging.basicConfig(level=logging.WARNING)
     space = get_space("econt")
@@ -54,7 +54,7 @@ def main() -> None:
             # Seeded like run_trial: bops and nonzero_params of a quantized model count the weights that
             # do not quantize to 0, which depends on the initial weights.
             torch.manual_seed(0)
-            report = estimate(build_model("econt", config).encoder, task.input_shape, settings)
+            report = estimate(task.on_chip(task.build_model(config)), task.input_shape, settings)
             reason = budget.check(report)
             return reason if reason is not None else {k: float(v) for k, v in report.totals.items()}
         except HWError as exc:

@@ -57,6 +57,10 @@ def hwnas_config(name: str, seed: int, minutes: float, cost: str, store: str) ->
         "time_limit_s": minutes * 60,
         "epochs": EPOCHS,
         "executor": {"kind": "local", "workers": 2},
+        # Everything the default search has beyond its strategy: ASHA on local workers (Pareto promotion)
+        # and noise handled while it runs (each trial entering the front is re-evaluated once).
+        "scheduler": {"kind": "asha", "mode": "conservative"},
+        "confirm_seeds": 1,
         "store": store,
         "seed": seed,
     }
@@ -112,17 +116,23 @@ def run_hwnas(
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    from search.storage import Store, TrialState
+    from search.results import evaluations
+    from search.storage import Store
 
     db = Store(store)
     sweep = db.get_sweep(f"real-{seed}")
     assert sweep is not None
-    trials = [t for t in db.trials(sweep.id, [TrialState.COMPLETED]) if t.replicate_of is None]
-    start = min(t.started_at for t in db.trials(sweep.id) if t.started_at is not None)
+    trials = db.trials(sweep.id)
+    start = min(t.started_at for t in trials if t.started_at is not None)
+    # What the sweep reports: each completed trial at the mean of its evaluations (with its replicates).
     return [
-        (t.params, t.results["emd_mean"], t.results[cost], (t.finished_at - start).total_seconds())
-        for t in trials
-        if t.finished_at is not None
+        (
+            group[0].params,
+            float(np.mean([t.results["emd_mean"] for t in group])),
+            group[0].results[cost],
+            (max(t.finished_at for t in group if t.finished_at) - start).total_seconds(),
+        )
+        for group in evaluations(trials).values()
     ]
 
 

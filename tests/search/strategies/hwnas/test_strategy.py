@@ -92,13 +92,13 @@ def test_finds_a_better_front_than_random_search() -> None:
 def test_econt_with_the_real_cost_oracle() -> None:
     from hw_models import HWError, HWSettings, estimate
     from objectives import get_task
-    from spaces import build_model, get_space
+    from spaces import get_space
 
     space, task = get_space("econt"), get_task("econt")
 
     def costs_of(config: Mapping[str, Any]) -> dict[str, float] | str:
         try:
-            report = estimate(build_model("econt", config).encoder, task.input_shape, HWSettings())
+            report = estimate(task.on_chip(task.build_model(config)), task.input_shape, HWSettings())
         except HWError as exc:
             return f"hardware model: {exc}"
         return {name: float(value) for name, value in report.totals.items()}
