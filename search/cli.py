@@ -36,14 +36,14 @@ StoreOption = Annotated[
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from hw_models import HWError
-    from objectives import DataError
+    from objectives import ObjectivesError
     from search._config import ConfigError
     from search.execution._loop import SweepError
     from search.storage._store import StoreError
     from search.strategies import StrategyError
     from spaces import SpaceError
 
-    return (ConfigError, StoreError, SweepError, StrategyError, SpaceError, HWError, DataError)
+    return (ConfigError, StoreError, SweepError, StrategyError, SpaceError, HWError, ObjectivesError)
 
 
 def cli_errors(func: F) -> F:
@@ -389,6 +389,9 @@ def _mount_data_commands() -> None:
     from search._data_cli import data_app
 
     app.add_typer(data_app, name="data")
+    from search._task_cli import task_app
+
+    app.add_typer(task_app, name="task")
 
 
 _mount_data_commands()
