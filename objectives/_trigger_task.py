@@ -18,9 +18,11 @@ predicted pT reaches ``PT_THRESHOLD`` = 20 GeV):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -134,7 +136,13 @@ class TriggerTask(Task):
         return write_trigger(rows, path, layers=self.layers)
 
     def check_data(self, path: str | os.PathLike[str]) -> FileSummary:
-        return summarize(path, self.name, self.read_data(path)[:, len(LABELS) :])
+        """Every event validated (see `objectives._trigger.load_trigger`); statistics over the hits."""
+        summary = summarize(path, self.name, self.read_data(path)[:, len(LABELS) :])
+        header = False
+        if summary.format == "csv":
+            with Path(path).open() as stream:
+                header = stream.read(len(LABELS[0]) + 1) == f"{LABELS[0]},"
+        return dataclasses.replace(summary, columns=summary.columns + len(LABELS), header=header)
 
     def recognizes(self, path: str | os.PathLike[str]) -> bool:
         try:

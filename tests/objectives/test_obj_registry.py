@@ -154,7 +154,9 @@ def test_the_sweep_config_accepts_a_registered_task(toy: None) -> None:
 def test_unknown_tasks_in_the_config_list_the_registered_ones(toy: None) -> None:
     from search._config import ConfigError, parse_config
 
-    with pytest.raises(ConfigError, match=r"unknown task 'images'; allowed: econt, waveform, trigger, trigger9, toy"):
+    with pytest.raises(
+        ConfigError, match=r"unknown task 'images'; allowed: econt, waveform, trigger, trigger9, toy"
+    ):
         parse_config({"name": "x", "task": {"name": "images"}, "space": "econt", "objectives": ["bops"]})
 
 

@@ -212,3 +212,16 @@ def test_a_bad_plugin_spec_exits_2_naming_the_problem(
         assert result.exit_code == 2, result.output
         assert "task" in result.output and message in " ".join(result.output.split())
     assert not (tmp_path / "hwnas.db").exists()
+
+
+def test_the_worked_example_in_docs_tasks_md_runs_as_written(tmp_path: Path, clean_registry: None) -> None:
+    text = (ROOT / "docs" / "tasks.md").read_text()
+    section = text[text.index("## A complete example") :]
+    code = section[
+        section.index("```python") + len("```python") : section.index("```", section.index("```python") + 9)
+    ]
+    plugin = tmp_path / "doc_tagger.py"
+    plugin.write_text(code)
+    check = runner.invoke(app, ["task", "check", f"{plugin}:HiggsTagger"])
+    assert check.exit_code == 0, check.output
+    assert "task higgs_tagger: OK" in check.stdout and "15,105 parameters" in check.stdout

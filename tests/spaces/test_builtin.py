@@ -54,7 +54,9 @@ def test_space_names_and_parameter_contract() -> None:
         "output_bits",
         "sparsity",
     } <= set(waveform.names)
-    with pytest.raises(SpaceError, match=r"unknown space 'ecnt'; built-in spaces: \['econt', 'waveform', 'trigger'\]"):
+    with pytest.raises(
+        SpaceError, match=r"unknown space 'ecnt'; built-in spaces: \['econt', 'waveform', 'trigger'\]"
+    ):
         get_space("ecnt")
 
 
@@ -166,7 +168,8 @@ def test_presets_validate_against_their_spaces_and_are_fresh_copies() -> None:
     econt["n_conv"] = 3
     assert get_preset("econt_baseline")["n_conv"] == 1
     with pytest.raises(
-        SpaceError, match=r"unknown preset 'baseline'; presets: \['econt_baseline', 'waveform_baseline', 'trigger_baseline'\]"
+        SpaceError,
+        match=r"unknown preset 'baseline'; presets: \['econt_baseline', 'waveform_baseline', 'trigger_baseline'\]",
     ):
         get_preset("baseline")
 
