@@ -13,12 +13,15 @@ Rows are (N, 40) float32: 39 features then the label (1 = signal) in the last co
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+import spaces
 from objectives import DataError, DivergedError, ObjectivesError, Task, TaskData
 
 FEATURES = 39
@@ -53,12 +56,10 @@ class HiggsTagger(Task):
         {"n_hidden": 4, **{f"hidden{i}_units": 64 for i in range(4)}, "lr": 1e-3, "batch_size": 256}
     )
 
-    def build_model(self, config):  # type: ignore[no-untyped-def]
-        import spaces
-
+    def build_model(self, config: Mapping[str, Any]) -> spaces.Autoencoder:
         return spaces.build_model(self.model_family, {**config, "outputs": 1}, self.model_input)
 
-    def on_chip(self, model: nn.Module) -> nn.Module:
+    def on_chip(self, model: spaces.Autoencoder) -> nn.Module:
         return model.encoder  # dense_net: the whole network
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
@@ -79,7 +80,14 @@ class HiggsTagger(Task):
         features = rng.normal(size=(rows, FEATURES)) + np.outer(labels, direction)
         return np.column_stack((features, labels)).astype(np.float32)
 
-    def prepare(self, source="synthetic", *, rows: int, seed: int, val_rows: int | None = None) -> TaskData:  # type: ignore[no-untyped-def]
+    def prepare(
+        self,
+        source: str | os.PathLike[str] = "synthetic",
+        *,
+        rows: int,
+        seed: int,
+        val_rows: int | None = None,
+    ) -> TaskData:
         if rows < 2:
             raise ObjectivesError(f"rows must be >= 2, got {rows}")
         _, raw = self.raw_rows(source, rows=rows, seed=seed)

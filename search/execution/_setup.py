@@ -83,7 +83,7 @@ def check_user_task(config: SweepConfig, space: Any, warm_start: list[dict[str, 
     """A user (plugin or entry-point) task runs once on a few rows before the sweep exists: its data, model
     (the first warm-start config, else one sampled from the space), a batch, the hls4ml cost path and the
     metrics. SweepError naming the failing step; built-in tasks are proven by the test suite instead."""
-    from search._task_check import TaskCheckError, check_task, is_builtin
+    from search._task_check import CHECK_ROWS, TaskCheckError, check_task, is_builtin
     from search.execution._trial import job_task
 
     task = job_task(config.task)
@@ -92,7 +92,12 @@ def check_user_task(config: SweepConfig, space: Any, warm_start: list[dict[str, 
     model_config = warm_start[0] if warm_start else space.sample(np.random.default_rng(config.seed))
     try:
         check_task(
-            task, config=model_config, data=config.task.data, hardware=config.hardware, seed=config.seed
+            task,
+            config=model_config,
+            data=config.task.data,
+            hardware=config.hardware,
+            seed=config.seed,
+            rows=min(config.task.rows, CHECK_ROWS),
         )
     except TaskCheckError as exc:
         raise SweepError(f"task check failed, no sweep created: {exc}") from None

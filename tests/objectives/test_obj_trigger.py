@@ -99,3 +99,11 @@ def test_the_trigger_model_trains_on_targets_and_nine_layers_work() -> None:
     result = train(model, task, data, TrainSettings(epochs=1, batch_size=32))
     assert result.epochs_run == 1
     assert set(task.evaluate(model, data)) == set(task.metric_directions)
+
+
+def test_a_validation_subsample_keeps_inputs_and_targets_aligned() -> None:
+    data = get_task("trigger").prepare("synthetic", rows=100, seed=0)
+    head = data.head(7)
+    assert head.val_x.shape[0] == head.val_y.shape[0] == head.val_raw.shape[0] == 7  # type: ignore[union-attr]
+    assert torch.equal(head.val_y, targets(data.val_raw[:7]))  # type: ignore[arg-type]
+    assert head.train_x is data.train_x

@@ -225,3 +225,37 @@ def test_the_worked_example_in_docs_tasks_md_runs_as_written(tmp_path: Path, cle
     check = runner.invoke(app, ["task", "check", f"{plugin}:HiggsTagger"])
     assert check.exit_code == 0, check.output
     assert "task higgs_tagger: OK" in check.stdout and "15,105 parameters" in check.stdout
+
+
+def test_asha_ranks_trigger_trials_by_pt_resolution_on_a_fixed_subsample(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    path = _config(
+        tmp_path / "c.yaml",
+        sqlite_url,
+        {"name": "trigger"},
+        "trigger",
+        [{"pt_resolution": "minimize"}, {"lut": "minimize"}],
+        trials=3,
+        epochs=2,
+        scheduler={
+            "kind": "asha",
+            "grace_period": 1,
+            "reduction_factor": 2,
+            "brackets": 1,
+            "metric": "emd",
+            "emd_rows": 20,
+        },
+    )
+    result = runner.invoke(app, ["sweep", "launch", str(path)])
+    assert result.exit_code == 0, result.output
+    from search.storage._store import Store
+
+    store = Store(sqlite_url)
+    sweep = store.get_sweep("tiny")
+    assert sweep is not None
+    trials = store.trials(sweep.id)
+    assert trials and all(t.state.value in ("COMPLETED", "PRUNED") for t in trials), result.output
+    first_epochs = [store.metrics(t.id)[0] for t in trials]
+    # The rung at epoch 1 scored every trial by pT resolution on the first 20 validation events.
+    assert all(0 <= epoch["pt_resolution_subsample"] < float("inf") for epoch in first_epochs)
