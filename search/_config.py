@@ -257,20 +257,21 @@ class SweepConfig(_Frozen):
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the sweep's results (not the store URL or executor size)."""
-        defining = self.model_dump(
-            mode="json",
-            exclude={
-                "store",
-                "executor",
-                "trials",
-                "time_limit_s",
-                "heartbeat_s",
-                "max_retries",
-                "confirm_seeds",
-                # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
-                *(["scheduler"] if self.scheduler.kind == "none" else []),
-            },
-        )
+        excluded = [
+            "store",
+            "executor",
+            "trials",
+            "time_limit_s",
+            "heartbeat_s",
+            "max_retries",
+            "confirm_seeds",
+            # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
+            *(["scheduler"] if self.scheduler.kind == "none" else []),
+        ]
+        exclude: dict[str, Any] = dict.fromkeys(excluded, True)
+        if self.task.plugin is None:  # hashes as before the plugin key existed: older sweeps still resume
+            exclude["task"] = {"plugin"}
+        defining = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:

@@ -259,3 +259,28 @@ def test_asha_ranks_trigger_trials_by_pt_resolution_on_a_fixed_subsample(
     first_epochs = [store.metrics(t.id)[0] for t in trials]
     # The rung at epoch 1 scored every trial by pT resolution on the first 20 validation events.
     assert all(0 <= epoch["pt_resolution_subsample"] < float("inf") for epoch in first_epochs)
+
+
+def test_the_plugin_key_leaves_fingerprints_of_existing_sweeps_unchanged(clean_registry: None) -> None:
+    import hashlib
+
+    from search._config import load_config
+
+    config = load_config(ROOT / "examples" / "quick.yaml")
+    dumped = config.model_dump(
+        mode="json",
+        exclude={
+            "store",
+            "executor",
+            "trials",
+            "time_limit_s",
+            "heartbeat_s",
+            "max_retries",
+            "confirm_seeds",
+        },
+    )
+    dumped.pop("scheduler")
+    assert dumped["task"].pop("plugin") is None  # the hash of a sweep stored before plugins existed:
+    assert config.fingerprint() == hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+    plugin = config.model_copy(update={"task": config.task.model_copy(update={"plugin": PLUGIN})})
+    assert plugin.fingerprint() != config.fingerprint()
