@@ -3,7 +3,9 @@
 Tasks: ``get_task(name, loss=...)`` -> :class:`Task` (``input_shape``, ``metric_directions``,
 ``primary_metric``, ``build_model``, ``on_chip``, ``prepare``, ``loss``, ``evaluate``, data hooks);
 ``task_names()`` lists the registered ones. A new task is one module: a :class:`Task` subclass declaring
-its attributes plus ``register_task(name, factory)``; the built-ins (econt, waveform) register that way.
+its attributes plus ``register_task(name, factory)``; the built-ins (econt, waveform, trigger, trigger9)
+register that way, and plugins are loaded by :func:`load_task_plugin` (``file.py:Class``, ``module:Class``)
+or from the ``hwnas.tasks`` entry-point group. See docs/tasks.md.
 Metrics: :func:`emd_hex` (exact, fast hexagonal EMD), :func:`emd_1d`, :func:`integral_error`,
 :func:`telescope_loss`, :func:`charge_weighted_mse`. Training: :func:`train` with :class:`TrainSettings`.
 Data: loaders for the real file formats, calibrated synthetic generators, normalisation, seeded splits.
@@ -22,6 +24,7 @@ from objectives._errors import DataError, DivergedError, ObjectivesError
 from objectives._geometry import CALQ_TO_PIXEL, from_8x8, to_8x8
 from objectives._io import iter_econt, load_econt, load_waveform, write_dataset
 from objectives._losses import charge_weighted_mse, telescope_loss
+from objectives._plugins import ENTRY_POINT_GROUP, load_task_plugin
 from objectives._pulse import emd_1d, integral_error
 from objectives._registry import (
     TaskFactory,
@@ -32,15 +35,18 @@ from objectives._registry import (
     unregister_task,
 )
 from objectives._synth import synth_econt, synth_waveform
-from objectives._tasks import Task, TaskData
+from objectives._tasks import Task, TaskData, summarize
 from objectives._train import TrainResult, TrainSettings, train
 from objectives._transform import denormalize, normalize, split_indices
+from objectives._trigger import synth_trigger
 
 # The built-in tasks register themselves on import, through register_task like any plugin.
 from objectives import _econt_task, _waveform_task  # noqa: F401  # isort: skip
+from objectives import _trigger_task  # noqa: F401  # isort: skip
 
 __all__ = [
     "CALQ_TO_PIXEL",
+    "ENTRY_POINT_GROUP",
     "DataError",
     "DivergedError",
     "EMDResult",
@@ -61,11 +67,14 @@ __all__ = [
     "integral_error",
     "iter_econt",
     "load_econt",
+    "load_task_plugin",
     "load_waveform",
     "normalize",
     "register_task",
     "split_indices",
+    "summarize",
     "synth_econt",
+    "synth_trigger",
     "synth_waveform",
     "task_for_file",
     "task_names",

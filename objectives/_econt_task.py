@@ -69,6 +69,8 @@ class EcontTask(Task):
         }
     )
     primary_metric = "emd_mean"
+    preset = "econt_baseline"
+    default_space = "econt"
     synth_options = MappingProxyType({"pileup": "mean pile-up charge per cell, ADC counts; default 0"})
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:

@@ -37,6 +37,17 @@ class TaskFactory(Protocol):
 
 
 _FACTORIES: dict[str, TaskFactory] = {}
+# Entry-point tasks (group hwnas.tasks) are registered on first use of the registry; broken ones by name.
+_ENTRY_POINTS: dict[str, str] | None = None
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
+        _ENTRY_POINTS = {}
+        from objectives._plugins import register_entry_points
+
+        _ENTRY_POINTS = register_entry_points()
 
 
 def _declaration_problem(name: str, task: object) -> str | None:
@@ -97,7 +108,8 @@ def unregister_task(name: str) -> None:
 
 
 def task_names() -> tuple[str, ...]:
-    """Names of the registered tasks, in registration order."""
+    """Names of the registered tasks, in registration order (entry-point tasks included)."""
+    _load_entry_points()
     return tuple(_FACTORIES)
 
 
@@ -106,7 +118,10 @@ def get_task(name: str, *, loss: str | None = None) -> Task:
 
     Raises ObjectivesError for an unknown task or loss, listing the allowed names.
     """
+    _load_entry_points()
     if name not in _FACTORIES:
+        if _ENTRY_POINTS and name in _ENTRY_POINTS:
+            raise ObjectivesError(_ENTRY_POINTS[name])
         raise ObjectivesError(f"unknown task {name!r}; allowed: {', '.join(_FACTORIES)}")
     return _FACTORIES[name](loss=loss)
 
@@ -118,7 +133,7 @@ def task_for_file(path: str | os.PathLike[str]) -> Task:
     """
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found")
-    for name in _FACTORIES:
+    for name in task_names():
         task = get_task(name)
         if task.recognizes(path):
             return task

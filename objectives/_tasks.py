@@ -9,6 +9,7 @@ prepare the seeded split, build the model and score it. Register a task with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -24,7 +25,7 @@ from torch import nn
 
 import spaces
 from objectives._check import FileSummary
-from objectives._errors import DivergedError, ObjectivesError
+from objectives._errors import DataError, DivergedError, ObjectivesError
 from objectives._transform import split_indices
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class TaskData:
     ``train_x``/``val_x``/``test_x`` are float32 model inputs of shape (N, *input_shape) (econt: normalised
     (N, 1, 8, 8) images; waveform: (N, 48) pulses); ``test_x`` may have 0 rows. ``val_raw`` holds the
     validation rows before normalisation (as the task read or generated them) and ``val_scale`` their
-    per-row scale.
+    per-row scale. ``train_y``/``val_y``/``test_y`` are the training targets of a supervised task (one row
+    per input row); None for an autoencoder, whose target is its input (see :attr:`train_targets`).
     """
 
     task: str
@@ -52,6 +54,29 @@ class TaskData:
     test_x: torch.Tensor
     val_raw: np.ndarray
     val_scale: np.ndarray
+    train_y: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+
+    @property
+    def train_targets(self) -> torch.Tensor:
+        """What the training loss compares the model's outputs with: ``train_y``, or the input itself."""
+        return self.train_x if self.train_y is None else self.train_y
+
+    @property
+    def val_targets(self) -> torch.Tensor:
+        """The validation targets: ``val_y``, or ``val_x`` for an autoencoder."""
+        return self.val_x if self.val_y is None else self.val_y
+
+    def head(self, rows: int) -> TaskData:
+        """The same data with only the first ``rows`` validation rows (a fixed subsample for rung metrics)."""
+        return dataclasses.replace(
+            self,
+            val_x=self.val_x[:rows],
+            val_raw=self.val_raw[:rows],
+            val_scale=self.val_scale[:rows],
+            val_y=None if self.val_y is None else self.val_y[:rows],
+        )
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = _PREDICT_BATCH) -> torch.Tensor:
@@ -98,6 +123,8 @@ class Task(ABC):
     - ``metric_directions``: every metric :meth:`evaluate` returns -> ``"minimize"`` or ``"maximize"``.
     - ``primary_metric``: the quality metric schedulers rank by (one of ``metric_directions``).
     - ``synth_options``: keyword options of :meth:`synthesize` (name -> help), numbers; none by default.
+    - ``preset`` (optional): the reference model's config (a `spaces` preset name or a config mapping),
+      which ``hwnas task check`` builds; ``default_space`` (optional): a built-in space name for it.
     """
 
     name: ClassVar[str]
@@ -110,6 +137,8 @@ class Task(ABC):
     metric_directions: ClassVar[Mapping[str, Direction]]
     primary_metric: ClassVar[str]
     synth_options: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    preset: ClassVar[str | Mapping[str, Any] | None] = None
+    default_space: ClassVar[str | None] = None
     loss_name: str
 
     def __init__(self, loss: str | None = None) -> None:
@@ -151,13 +180,32 @@ class Task(ABC):
     def synthesize(self, rows: int, *, seed: int, **options: float) -> np.ndarray:
         """``rows`` synthetic rows, the same for the same seed; ``options`` are those in synth_options."""
 
-    @abstractmethod
     def write_data(self, rows: np.ndarray | Iterable[np.ndarray], path: str | os.PathLike[str]) -> int:
-        """Write rows (an array or chunks) atomically to ``path`` in a format read_data reads; the count."""
+        """Write rows (an array or chunks) atomically to ``path`` in a format read_data reads; the count.
 
-    @abstractmethod
+        Default: a ``.npy`` file of the 2-D float32 array (DataError for another suffix); override it for
+        other formats.
+        """
+        array = rows if isinstance(rows, np.ndarray) else np.concatenate(list(rows))
+        target = Path(path)
+        if target.suffix.lower() != ".npy":
+            raise DataError(f"{target}: task {self.name!r} writes .npy files only")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as stream:
+                np.save(stream, np.asarray(array, dtype=np.float32))
+            tmp.replace(target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"{target}: cannot write: {exc}") from None
+        return int(array.shape[0])
+
     def check_data(self, path: str | os.PathLike[str]) -> FileSummary:
-        """Read and validate every row of a data file and summarise it; DataError naming the first problem."""
+        """Read and validate every row of a data file and summarise it; DataError naming the first problem.
+
+        Default: every row through :meth:`read_data`, summarised by :func:`summarize`.
+        """
+        return summarize(path, self.name, self.read_data(path))
 
     def recognizes(self, path: str | os.PathLike[str]) -> bool:
         """Whether a file looks like this task's data, for ``hwnas data check`` without ``--task``."""
@@ -208,3 +256,24 @@ def check_prepare_args(rows: int, val_rows: int | None) -> None:
         raise ObjectivesError(f"rows must be >= 1, got {rows}")
     if val_rows is not None and val_rows < 1:
         raise ObjectivesError(f"val_rows must be >= 1 or None, got {val_rows}")
+
+
+def summarize(path: str | os.PathLike[str], kind: str, values: np.ndarray) -> FileSummary:
+    """A `FileSummary` of the rows ``values`` (N, ...) read from ``path`` (statistics over all values)."""
+    target = Path(path)
+    flat = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
+    sums = flat.sum(axis=1)
+    return FileSummary(
+        path=target,
+        kind=kind,
+        format="npy" if target.suffix.lower() == ".npy" else "csv",
+        header=False,
+        columns=flat.shape[1],
+        rows=flat.shape[0],
+        dropped_zero_rows=0,
+        nonzero_per_row=float(np.count_nonzero(flat, axis=1).mean()) if flat.size else 0.0,
+        row_sum_median=float(np.median(sums)) if flat.size else 0.0,
+        row_sum_max=float(sums.max()) if flat.size else 0.0,
+        value_min=float(flat.min()) if flat.size else 0.0,
+        value_max=float(flat.max()) if flat.size else 0.0,
+    )

@@ -84,7 +84,8 @@ def _hook(model: nn.Module, name: str) -> Callable[..., Any] | None:
 def train(
     model: nn.Module, task: Task, data: TaskData, settings: TrainSettings, report: Reporter | None = None
 ) -> TrainResult:
-    """Train ``model`` in place as an autoencoder (target = input) on ``data.train_x`` with ``task.loss``.
+    """Train ``model`` in place on ``data.train_x`` with ``task.loss`` against ``data.train_targets``
+    (``data.train_y`` of a supervised task; the input itself for an autoencoder).
 
     Each epoch: ``model.before_epoch(epoch, n_epochs)`` if the model has it (1-based epoch; pruning
     schedules), seeded shuffled mini-batches of Adam steps on the task loss plus
@@ -109,6 +110,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     order_generator = torch.Generator().manual_seed(settings.seed)
     train_x = data.train_x
+    train_y, val_y = data.train_targets, data.val_targets  # task hook: supervised targets, else the input
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     stopped_early = False
@@ -121,8 +123,9 @@ def train(
             order = torch.randperm(train_x.shape[0], generator=order_generator)
             loss_sum = 0.0
             for start in range(0, train_x.shape[0], settings.batch_size):
-                batch = train_x[order[start : start + settings.batch_size]]
-                loss = task.loss(model(batch), batch)
+                rows = order[start : start + settings.batch_size]
+                batch = train_x[rows]
+                loss = task.loss(model(batch), train_y[rows])
                 objective = loss + regularization() if regularization is not None else loss
                 _finite_or_raise(objective, epoch, "training loss")
                 optimizer.zero_grad(set_to_none=True)
@@ -132,7 +135,7 @@ def train(
                     after_step()
                 loss_sum += float(loss.detach()) * batch.shape[0]
             val_loss = _finite_or_raise(
-                task.loss(predict(model, data.val_x), data.val_x), epoch, "validation loss"
+                task.loss(predict(model, data.val_x), val_y), epoch, "validation loss"
             )
             metrics = {"train_loss": loss_sum / train_x.shape[0], "val_loss": val_loss}
             history.append({"epoch": float(epoch), **metrics})

@@ -43,6 +43,8 @@ class WaveformTask(Task):
         }
     )
     primary_metric = "emd1d_mean"
+    preset = "waveform_baseline"
+    default_space = "waveform"
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
         """(N, 48) float32 pulses from a CSV (48 samples, or time + 48) or .npy file."""

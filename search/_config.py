@@ -39,11 +39,36 @@ class _Frozen(BaseModel):
 
 
 class TaskConfig(_Frozen):
+    """The task: a registered name (built-in or entry point) or a ``plugin`` spec (its name follows)."""
+
     name: str
+    plugin: str | None = Field(
+        None, description="a user task: 'path/to/file.py:ClassName' or 'module:ClassName' (see docs/tasks.md)"
+    )
     data: str = Field("synthetic", description="'synthetic' or the path of a CSV/NPY data file")
     rows: int = Field(20_000, gt=0, description="rows generated or read")
     val_rows: int | None = Field(2_000, gt=0, description="validation rows scored per trial (None: all)")
     loss: str | None = Field(None, description="training loss; None: the task's default_loss")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugin(cls, data: Any) -> Any:
+        # A plugin is imported and registered before the name is checked; its task name fills `name`.
+        if not isinstance(data, dict) or data.get("plugin") is None:
+            return data
+        from objectives import ObjectivesError, load_task_plugin
+        from objectives._plugins import absolute_spec
+
+        try:
+            spec = absolute_spec(str(data["plugin"]))
+            name = load_task_plugin(spec)
+        except ObjectivesError as exc:
+            raise ValueError(str(exc)) from None
+        if data.get("name") not in (None, name):
+            raise ValueError(
+                f"name {data['name']!r} differs from the name {name!r} the plugin's task declares"
+            )
+        return {**data, "plugin": spec, "name": name}
 
     @field_validator("name")
     @classmethod
@@ -232,20 +257,21 @@ class SweepConfig(_Frozen):
 
     def fingerprint(self) -> str:
         """Hash of everything that defines the sweep's results (not the store URL or executor size)."""
-        defining = self.model_dump(
-            mode="json",
-            exclude={
-                "store",
-                "executor",
-                "trials",
-                "time_limit_s",
-                "heartbeat_s",
-                "max_retries",
-                "confirm_seeds",
-                # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
-                *(["scheduler"] if self.scheduler.kind == "none" else []),
-            },
-        )
+        excluded = [
+            "store",
+            "executor",
+            "trials",
+            "time_limit_s",
+            "heartbeat_s",
+            "max_retries",
+            "confirm_seeds",
+            # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
+            *(["scheduler"] if self.scheduler.kind == "none" else []),
+        ]
+        exclude: dict[str, Any] = dict.fromkeys(excluded, True)
+        if self.task.plugin is None:  # hashes as before the plugin key existed: older sweeps still resume
+            exclude["task"] = {"plugin"}
+        defining = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:

@@ -29,32 +29,37 @@ if TYPE_CHECKING:
 
 
 class _LazyGroup(TyperGroup):
-    """The root command group; `hwnas data` (which loads the task code, and with it torch) is mounted only
-    when it is invoked, so every other command starts without it."""
+    """The root command group; `hwnas data` and `hwnas task` (which load the task code, and with it torch)
+    are mounted only when invoked, so every other command starts without them."""
 
-    def _mount_data(self) -> None:
-        if "data" not in self.commands:
-            from search._data_cli import data_app
-
-            self.add_command(typer.main.get_command(data_app), "data")
+    def _mount(self, name: str) -> None:
+        if name not in self.commands:
+            if name == "data":
+                from search._data_cli import data_app as sub_app
+            else:
+                from search._task_cli import task_app as sub_app
+            self.add_command(typer.main.get_command(sub_app), name)
 
     # (typer vendors its own click: its types are not the installed click's, hence Any below)
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
-        return names if "data" in names else [*names, "data"]
+        return [*names, *(name for name in _LAZY if name not in names)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name == "data" and "data" not in self.commands:
-            return _DATA_STUB  # lists `data` in --help without loading it
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            return _LAZY[cmd_name]  # listed in --help without loading it
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] == "data":
-            self._mount_data()
+        if args and args[0] in _LAZY:
+            self._mount(args[0])
         return super().resolve_command(ctx, args)
 
 
-_DATA_STUB = TyperCommand("data", help="Generate and check data files.")
+_LAZY = {
+    "data": TyperCommand("data", help="Generate and check data files."),
+    "task": TyperCommand("task", help="List the tasks and check one (data, model, cost path)."),
+}
 
 app = typer.Typer(
     cls=_LazyGroup,
@@ -87,7 +92,7 @@ _USER_ERRORS = (
     ("search.strategies._base", "StrategyError"),
     ("spaces._errors", "SpaceError"),
     ("hw_models._errors", "HWError"),
-    ("objectives._errors", "DataError"),
+    ("objectives._errors", "ObjectivesError"),  # DataError included
 )
 
 

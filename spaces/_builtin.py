@@ -1,4 +1,4 @@
-"""The built-in spaces ("econt", "waveform") and the reference models as presets.
+"""The built-in spaces ("econt", "waveform", "trigger") and the reference models as presets.
 
 Parameter names are the contract with `build_model`. Layer ``i`` of a stack is active when the layer count
 exceeds ``i``, so absent layers carry no parameters. Compression knobs (both spaces): ``quantize`` with,
@@ -15,8 +15,8 @@ from ._errors import SpaceError
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
 from ._space import Space
 
-SPACE_NAMES = ("econt", "waveform")
-PRESET_NAMES = ("econt_baseline", "waveform_baseline")
+SPACE_NAMES = ("econt", "waveform", "trigger")
+PRESET_NAMES = ("econt_baseline", "waveform_baseline", "trigger_baseline")
 _MAX_CONV = 3
 _MAX_DENSE = 3
 _MAX_HIDDEN = 4
@@ -89,7 +89,36 @@ def _waveform() -> Space:
     return Space(params, name="waveform")
 
 
-_SPACES = {"econt": _econt, "waveform": _waveform}
+def _trigger() -> Space:
+    """The muon-trigger CNN (`strip_cnn` on 4 x 384 hit images): 1-3 convs along the strips, 0-2 dense.
+
+    Hits are 1-bit, so there is no input_bits knob; the network ends in linear outputs (no output_bits).
+    """
+    params: list[Param] = [IntParam("n_conv", 1, _MAX_CONV)]
+    for i in range(_MAX_CONV):
+        layer = {"n_conv": {">": i}}
+        params += [
+            ChoiceParam(f"conv{i}_filters", [2, 4, 8, 16], ordered=True, active_if=layer),
+            ChoiceParam(f"conv{i}_kernel", [3, 5, 8, 12, 16], ordered=True, active_if=layer),
+            ChoiceParam(f"conv{i}_stride", [1, 2, 4, 8], ordered=True, active_if=layer),
+            BoolParam(f"conv{i}_pool", active_if=layer),
+        ]
+    params.append(IntParam("n_dense", 0, 2))
+    params += [
+        ChoiceParam(f"dense{i}_units", [4, 8, 16, 32], ordered=True, active_if={"n_dense": {">": i}})
+        for i in range(2)
+    ]
+    params += [
+        FloatParam("lr", 1e-4, 1e-2, log=True),
+        ChoiceParam("batch_size", [64, 128, 256, 500], ordered=True),
+    ]
+    params += [
+        p for p in _compression(IntParam("output_bits", 3, 16), input_bits=False) if p.name != "output_bits"
+    ]
+    return Space(params, [Constraint.builtin("strip_shape", width=384)], name="trigger")
+
+
+_SPACES = {"econt": _econt, "waveform": _waveform, "trigger": _trigger}
 
 _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # "8x8_c8_S2_tele": Conv(1->8, 3x3, stride 2) -> Dense16 | Dense128 -> ConvT(8) -> ConvT(1); 4,977 params.
@@ -122,6 +151,25 @@ _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "latent": 12,
             "lr": 1e-3,
             "batch_size": 32,
+            "quantize": False,
+            "sparsity": 0.0,
+            "l1_reg": False,
+        },
+    ),
+    # The level-0 muon trigger CNN of ~1k parameters: Conv(1->4, 4x8 over all layers, stride 8) -> pool 2
+    # -> Flatten(96) -> Dense8 -> 3 outputs (pT, charge, muon present); 935 params, ~350 ns at 200 MHz.
+    "trigger_baseline": (
+        "trigger",
+        {
+            "n_conv": 1,
+            "conv0_filters": 4,
+            "conv0_kernel": 8,
+            "conv0_stride": 8,
+            "conv0_pool": True,
+            "n_dense": 1,
+            "dense0_units": 8,
+            "lr": 3e-3,
+            "batch_size": 128,
             "quantize": False,
             "sparsity": 0.0,
             "l1_reg": False,

@@ -11,7 +11,8 @@ Three kinds, all `Constraint`:
   (so ``conv1_filters >= conv0_filters`` constrains configs with two conv layers and no others);
 - a named built-in (YAML ``{builtin: NAME, ...options}``), see ``BUILTIN_CONSTRAINTS``:
   ``conv_shape`` (option ``input_size``, default 8): the conv stack described by ``n_conv`` and
-  ``conv<i>_kernel/_stride/_pool`` must keep every feature map at least 1x1; the reason names the layer.
+  ``conv<i>_kernel/_stride/_pool`` must keep every feature map at least 1x1; the reason names the layer;
+  ``strip_shape`` (option ``width``, default 384): the same along the strips of a ``strip_cnn``.
 """
 
 from __future__ import annotations
@@ -162,9 +163,24 @@ def _conv_shape(input_size: int = 8) -> Check:
     return check
 
 
+def _strip_shape(width: int = 384) -> Check:
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise SpaceError(f"builtin constraint strip_shape: width must be a positive integer, got {width!r}")
+
+    def check(config: Mapping[str, Any]) -> str | None:
+        from ._nets import strip_problem
+
+        if "n_conv" not in config:
+            return None
+        return strip_problem(width, _shapes.conv_layers(config))
+
+    return check
+
+
 # name -> (factory taking the YAML options, parameters the space must define)
 BUILTIN_CONSTRAINTS: dict[str, tuple[Callable[..., Check], frozenset[str]]] = {
     "conv_shape": (_conv_shape, frozenset({"n_conv"})),
+    "strip_shape": (_strip_shape, frozenset({"n_conv"})),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ._errors import SpaceError
 from ._models import CONV_FAMILY, DENSE_FAMILY, Autoencoder, ConvAutoencoder, DenseAutoencoder, ModelInput
+from ._nets import DENSE_NET_FAMILY, STRIP_FAMILY, DenseNet, StripCNN
 
 FamilyBuilder = Callable[[Mapping[str, Any], ModelInput], Autoencoder]
 
@@ -39,7 +40,8 @@ def build_model(family: str, config: Mapping[str, Any], model_input: ModelInput)
     Families: ``conv_autoencoder`` (input (C, S, S)) with keys ``n_conv``, ``conv<i>_filters/_kernel/
     _stride/_pool``, ``n_dense`` (default 0), ``dense<i>_units``, ``latent``, ``decoder`` (default
     "convtranspose"); ``dense_autoencoder`` (input (S,)) with ``n_hidden`` (>= 1), ``hidden<i>_units``,
-    ``latent``. Compression keys (both): ``quantize`` (default false) with ``weight_bits``, ``act_bits``,
+    ``latent``; ``strip_cnn`` (input (C, layers, strips)) and ``dense_net`` (input (F,)), whole networks
+    ending in ``outputs`` linear values (see `spaces._nets`). Compression keys (all): ``quantize`` (default false) with ``weight_bits``, ``act_bits``,
     ``output_bits``, ``input_bits`` (default ``model_input.bits``); ``sparsity`` (default 0); ``l1``
     (default 0). Other keys (lr, batch_size, ...) are ignored. Raises SpaceError for an unknown family, an
     input shape the family cannot take, a missing or malformed key, or an infeasible conv stack (which
@@ -56,3 +58,5 @@ def build_model(family: str, config: Mapping[str, Any], model_input: ModelInput)
 
 register_family(CONV_FAMILY, ConvAutoencoder)
 register_family(DENSE_FAMILY, DenseAutoencoder)
+register_family(STRIP_FAMILY, StripCNN)
+register_family(DENSE_NET_FAMILY, DenseNet)

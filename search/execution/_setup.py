@@ -79,6 +79,30 @@ def warm_start_configs(config: SweepConfig, space: Any) -> list[dict[str, Any]]:
     return configs
 
 
+def check_user_task(config: SweepConfig, space: Any, warm_start: list[dict[str, Any]]) -> None:
+    """A user (plugin or entry-point) task runs once on a few rows before the sweep exists: its data, model
+    (the first warm-start config, else one sampled from the space), a batch, the hls4ml cost path and the
+    metrics. SweepError naming the failing step; built-in tasks are proven by the test suite instead."""
+    from search._task_check import CHECK_ROWS, TaskCheckError, check_task, is_builtin
+    from search.execution._trial import job_task
+
+    task = job_task(config.task)
+    if is_builtin(task):
+        return
+    model_config = warm_start[0] if warm_start else space.sample(np.random.default_rng(config.seed))
+    try:
+        check_task(
+            task,
+            config=model_config,
+            data=config.task.data,
+            hardware=config.hardware,
+            seed=config.seed,
+            rows=min(config.task.rows, CHECK_ROWS),
+        )
+    except TaskCheckError as exc:
+        raise SweepError(f"task check failed, no sweep created: {exc}") from None
+
+
 def prepare(config: SweepConfig, *, session: int = 1) -> tuple[Any, list[dict[str, Any]], Strategy]:
     """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema.
 
@@ -88,6 +112,8 @@ def prepare(config: SweepConfig, *, session: int = 1) -> tuple[Any, list[dict[st
     """
     space = resolve_space(config)
     warm_start = warm_start_configs(config, space)
+    if session == 1:
+        check_user_task(config, space, warm_start)
     seed = config.seed
     if session > 1:
         seed = int(np.random.SeedSequence([config.seed, session]).generate_state(1)[0])

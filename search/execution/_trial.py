@@ -63,11 +63,19 @@ def worker_store(url: str) -> Store:
     return Store(url)
 
 
+# -- plugin tasks (issue 17): a worker process is fresh, so a plugin task is imported and registered here.
+def job_task(task: TaskConfig) -> Any:
+    """The trial's task; a ``plugin`` task is loaded and registered first (once per process)."""
+    from objectives import get_task, load_task_plugin
+
+    if task.plugin is not None:
+        load_task_plugin(task.plugin)
+    return get_task(task.name, loss=task.loss)
+
+
 @functools.lru_cache(maxsize=2)
 def task_data(task: TaskConfig, seed: int) -> Any:
-    from objectives import get_task
-
-    return get_task(task.name).prepare(task.data, rows=task.rows, seed=seed, val_rows=task.val_rows)
+    return job_task(task).prepare(task.data, rows=task.rows, seed=seed, val_rows=task.val_rows)
 
 
 def hw_settings(hardware: HardwareConfig) -> Any:
@@ -137,9 +145,8 @@ def price(
     """Build the model of a canonical config and cost it: a :class:`Priced`, or why hls4ml cannot convert
     it (the config is then rejected without training). Raises what model building raises."""
     from hw_models import HWError, estimate
-    from objectives import get_task
 
-    task = get_task(task_config.name, loss=task_config.loss)
+    task = job_task(task_config)
     model = task.build_model(config)
     try:
         report = estimate(task.on_chip(model), task.input_shape, hw_settings(hardware))
@@ -182,16 +189,8 @@ def _rung_metric(job: TrialJob, plan: RungPlan, metrics: Mapping[str, float], mo
     validation subsample (``<metric>_subsample``)."""
     if plan.metric in metrics:
         return float(metrics[plan.metric])
-    import dataclasses
-
-    from objectives import get_task
-
-    data = task_data(job.task, job.data_seed)
-    rows = plan.emd_rows
-    subsample = dataclasses.replace(
-        data, val_x=data.val_x[:rows], val_raw=data.val_raw[:rows], val_scale=data.val_scale[:rows]
-    )
-    task = get_task(job.task.name, loss=job.task.loss)
+    subsample = task_data(job.task, job.data_seed).head(plan.emd_rows)  # val_y of a supervised task too
+    task = job_task(job.task)
     return float(task.evaluate(model, subsample)[plan.metric.removesuffix("_subsample")])
 
 
@@ -203,10 +202,10 @@ def run_trial(job: TrialJob) -> Outcome:
     as diverged.
     """
     from hw_models import estimate
-    from objectives import DivergedError, TrainSettings, get_task, train
+    from objectives import DivergedError, TrainSettings, train
 
     store = worker_store(job.store_url)
-    task = get_task(job.task.name, loss=job.task.loss)
+    task = job_task(job.task)
     settings = hw_settings(job.hardware)
     try:
         torch.manual_seed(job.seed)

@@ -112,7 +112,7 @@ def toy() -> Iterator[None]:
 
 
 def test_a_registered_task_is_resolvable_by_name(toy: None) -> None:
-    assert task_names() == ("econt", "waveform", "toy")
+    assert task_names() == ("econt", "waveform", "trigger", "trigger9", "toy")
     task = get_task("toy", loss="l1")
     assert isinstance(task, ToyTask) and task.loss_name == "l1" and task.primary_metric == "toy_error"
     with pytest.raises(ObjectivesError, match=r"unknown loss 'huber' for task toy; allowed: mse, l1"):
@@ -154,7 +154,9 @@ def test_the_sweep_config_accepts_a_registered_task(toy: None) -> None:
 def test_unknown_tasks_in_the_config_list_the_registered_ones(toy: None) -> None:
     from search._config import ConfigError, parse_config
 
-    with pytest.raises(ConfigError, match=r"unknown task 'images'; allowed: econt, waveform, toy"):
+    with pytest.raises(
+        ConfigError, match=r"unknown task 'images'; allowed: econt, waveform, trigger, trigger9, toy"
+    ):
         parse_config({"name": "x", "task": {"name": "images"}, "space": "econt", "objectives": ["bops"]})
 
 
@@ -214,6 +216,8 @@ def test_built_in_tasks_register_through_register_task(monkeypatch: pytest.Monke
     assert {name: get_task(name).primary_metric for name in task_names()} == {
         "econt": "emd_mean",
         "waveform": "emd1d_mean",
+        "trigger": "pt_resolution",
+        "trigger9": "pt_resolution",
     }
     assert objectives.register_task is real
 

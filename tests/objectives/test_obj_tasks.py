@@ -36,7 +36,7 @@ class Constant(nn.Module):
 
 
 def test_task_names_and_shapes() -> None:
-    assert task_names() == ("econt", "waveform")
+    assert task_names() == ("econt", "waveform", "trigger", "trigger9")
     assert get_task("econt").input_shape == (1, 8, 8)
     assert get_task("waveform").input_shape == (48,)
     assert repr(get_task("econt")) == "Task(name='econt', loss='telescope')"

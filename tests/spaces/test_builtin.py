@@ -34,7 +34,7 @@ ECONT_NAMES = [
 
 
 def test_space_names_and_parameter_contract() -> None:
-    assert SPACE_NAMES == ("econt", "waveform")
+    assert SPACE_NAMES == ("econt", "waveform", "trigger")
     assert list(get_space("econt").names) == ECONT_NAMES
     waveform = get_space("waveform")
     assert [n for n in waveform.names if n.startswith(("n_", "hidden"))] == [
@@ -54,7 +54,9 @@ def test_space_names_and_parameter_contract() -> None:
         "output_bits",
         "sparsity",
     } <= set(waveform.names)
-    with pytest.raises(SpaceError, match=r"unknown space 'ecnt'; built-in spaces: \['econt', 'waveform'\]"):
+    with pytest.raises(
+        SpaceError, match=r"unknown space 'ecnt'; built-in spaces: \['econt', 'waveform', 'trigger'\]"
+    ):
         get_space("ecnt")
 
 
@@ -147,7 +149,7 @@ def test_shape_rule_on_random_three_layer_stacks() -> None:
 
 
 def test_presets_validate_against_their_spaces_and_are_fresh_copies() -> None:
-    assert PRESET_NAMES == ("econt_baseline", "waveform_baseline")
+    assert PRESET_NAMES == ("econt_baseline", "waveform_baseline", "trigger_baseline")
     for name in PRESET_NAMES:
         preset = get_preset(name)
         space = get_space(name.removesuffix("_baseline"))
@@ -166,7 +168,8 @@ def test_presets_validate_against_their_spaces_and_are_fresh_copies() -> None:
     econt["n_conv"] = 3
     assert get_preset("econt_baseline")["n_conv"] == 1
     with pytest.raises(
-        SpaceError, match=r"unknown preset 'baseline'; presets: \['econt_baseline', 'waveform_baseline'\]"
+        SpaceError,
+        match=r"unknown preset 'baseline'; presets: \['econt_baseline', 'waveform_baseline', 'trigger_baseline'\]",
     ):
         get_preset("baseline")
 

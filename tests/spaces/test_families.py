@@ -32,7 +32,7 @@ def restore_families() -> Iterator[None]:
 
 
 def test_built_in_families_are_registered() -> None:
-    assert family_names() == ("conv_autoencoder", "dense_autoencoder")
+    assert family_names() == ("conv_autoencoder", "dense_autoencoder", "strip_cnn", "dense_net")
 
 
 @pytest.mark.parametrize("samples", [48, 32])
