@@ -182,7 +182,10 @@ def train(
                     best_state = copy.deepcopy(model.state_dict())
             if report is not None:
                 report(epoch, dict(metrics))
-            if settings.patience is not None and epoch - max(best_epoch, first_final - 1) >= settings.patience:
+            if (
+                settings.patience is not None
+                and epoch - max(best_epoch, first_final - 1) >= settings.patience
+            ):
                 stopped_early = epoch < settings.epochs
                 break
     if after_training is not None:
