@@ -142,7 +142,8 @@ class Autoencoder(nn.Module):
     """``forward(x) = decoder(encoder(x))``; the encoder maps (N, *input_shape) to (N, latent_width).
 
     Pruning (``sparsity`` > 0) keeps one 0/1 mask buffer per Conv/ConvTranspose/Linear weight of encoder and
-    decoder (buffers of this module, not parametrisations: the layers keep plain weights for hls4ml).
+    decoder, or of the encoder only with ``prune_decoder=False`` (buffers of this module, not
+    parametrisations: the layers keep plain weights for hls4ml).
     Hooks for the training loop: ``before_epoch(epoch, n_epochs)`` applies the compression schedule (dense
     float warm-up, then quantizers on and the mask sparsity rising on a cubic schedule to the target, then
     fine-tuning at the target; :meth:`compression_epochs`), ``after_step()`` re-applies the masks after
@@ -161,6 +162,7 @@ class Autoencoder(nn.Module):
         quantized: bool,
         sparsity: float = 0.0,
         l1: float = 0.0,
+        prune_decoder: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= sparsity < 1.0:
@@ -180,10 +182,12 @@ class Autoencoder(nn.Module):
             for path, module in root.named_modules()
             if isinstance(module, _PRUNABLE)
         ]
+        # The tensors magnitude pruning masks: all of them, or the encoder's only (prune_decoder=False).
+        self._pruned = [(n, m) for n, m in self._weighted if prune_decoder or n.startswith("encoder_")]
         _init_weights(self)
         self.pruning_masks = nn.Module()
         if sparsity > 0:
-            for name, module in self._weighted:
+            for name, module in self._pruned:
                 self.pruning_masks.register_buffer(name, torch.ones_like(module.weight, dtype=torch.bool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,7 +251,7 @@ class Autoencoder(nn.Module):
         if self.sparsity == 0:
             return
         with torch.no_grad():
-            for name, module in self._weighted:
+            for name, module in self._pruned:
                 weight = module.weight
                 n_pruned = round(target * weight.numel())
                 mask = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
@@ -265,7 +269,7 @@ class Autoencoder(nn.Module):
         if self.sparsity == 0:
             return
         with torch.no_grad():
-            for name, module in self._weighted:
+            for name, module in self._pruned:
                 module.weight.mul_(getattr(self.pruning_masks, name))
 
     def regularization(self) -> torch.Tensor:
@@ -276,9 +280,10 @@ class Autoencoder(nn.Module):
         return self.l1 * sum((module.weight.abs().sum() for _, module in self._weighted), torch.zeros(()))
 
     def weight_sparsity(self) -> float:
-        """Fraction of exactly-zero weights over every Conv/ConvTranspose/Linear weight tensor."""
-        zeros = sum(int((module.weight == 0).sum()) for _, module in self._weighted)
-        total = sum(module.weight.numel() for _, module in self._weighted)
+        """Fraction of exactly-zero weights over the pruned Conv/ConvTranspose/Linear weight tensors (every
+        one, or the encoder's for a model that does not prune its decoder)."""
+        zeros = sum(int((module.weight == 0).sum()) for _, module in self._pruned)
+        total = sum(module.weight.numel() for _, module in self._pruned)
         return zeros / total
 
 
@@ -333,7 +338,8 @@ class ConvAutoencoder(Autoencoder):
     Upsample(nearest) + stride-1 Conv2d -> a 1-channel head with the first layer's kernel (-> sigmoid). Each
     mirrored layer keeps channels (filters_i -> filters_{i-1}, the last one filters_0 -> filters_0) so the
     reference "8x8_c8_S2_tele" comes out layer for layer. Without conv layers the decoder is dense to 64
-    outputs. The output is always exactly 8x8 (a ZeroPad2d fits even kernels).
+    outputs. The output is always exactly 8x8 (a ZeroPad2d fits even kernels). ``sparsity`` prunes the
+    encoder only (the decoder runs off-detector in float, as it is never quantized either).
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -396,6 +402,10 @@ class ConvAutoencoder(Autoencoder):
             quantized=quant is not None,
             sparsity=sparsity,
             l1=l1,
+            # Like quantization, pruning applies to the on-chip encoder only: the decoder runs off-detector
+            # in float, and pruning it too made 3 of 3 pruned trials collapse that encoder-only pruning
+            # did not (benchmarks/collapse.txt).
+            prune_decoder=False,
         )
 
 

@@ -204,12 +204,27 @@ def test_pruning_reaches_the_target_sparsity_through_training() -> None:
         measured.append(model.weight_sparsity())
     assert measured[0] == 0.0 and measured[-1] == pytest.approx(0.75, abs=0.01)
     assert all(a <= b + 1e-9 for a, b in itertools.pairwise(measured))
-    # Every weight tensor of encoder and decoder holds exactly round(0.75 * size) zeros: counted directly.
-    for module in [*model.encoder.modules(), *model.decoder.modules()]:
+    # Every encoder weight tensor holds exactly round(0.75 * size) zeros: counted directly. The ECON-T
+    # decoder runs off-detector in float and is not pruned.
+    for module in model.encoder.modules():
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             assert int((module.weight == 0).sum()) == round(0.75 * module.weight.numel())
             assert type(module.weight) is nn.Parameter  # plain weights, no parametrisation
-    assert any(name.startswith("pruning_masks.") for name in model.state_dict())
+    for module in model.decoder.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            assert int((module.weight == 0).sum()) == 0
+    assert any(name.startswith("pruning_masks.encoder") for name in model.state_dict())
+    assert not any(name.startswith("pruning_masks.decoder") for name in model.state_dict())
+
+
+def test_waveform_pruning_covers_the_whole_model() -> None:
+    # The fADC250 study deploys (and pruned) the whole autoencoder: decoder weights are pruned too.
+    model = build_model("waveform", {**get_preset("waveform_baseline"), "sparsity": 0.5})
+    model.before_epoch(10, 10)
+    for module in [*model.encoder.modules(), *model.decoder.modules()]:
+        if isinstance(module, nn.Linear):
+            assert int((module.weight == 0).sum()) == round(0.5 * module.weight.numel())
+    assert model.weight_sparsity() == pytest.approx(0.5, abs=0.01)
 
 
 def test_hooks_are_no_ops_without_pruning() -> None:
