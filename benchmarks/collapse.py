@@ -19,7 +19,8 @@ one thing at a time (lr x batch size, output activation, init, input normalisati
 pruning, loss). Each run appends one JSON line (``--tag`` labels it); ``report`` prints the collapse rates,
 the before/after pairs of the same draws and the per-run numbers (``dead``: fraction of latent units that
 are 0 on every validation row; ``spread``: mean per-cell std across rows of the unit-normalised output).
-``constant`` records the constant-output EMD.
+``constant`` records the constant-output EMD; ``signal`` the latent/output spread at initialisation of the
+sample's draws (no training) with the library's init, torch's default init and torch's with zero biases.
 
 Variants are applied on top of the library as it is checked out, so a group measures the recipe of the
 commit it ran on; collapse.txt names the commit of each group. Groups: out_act, lr_batch, sparsity, init,
@@ -355,6 +356,43 @@ ABLATIONS: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {
 }
 
 
+def part_signal(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> None:
+    """Signal at initialisation (no training): latent std across 1,000 validation rows of the first
+    ``--configs`` feasible draws (float, unpruned), with the library's init and with torch's default."""
+    space = get_space("econt")
+    rng = np.random.default_rng(args.space_seed)
+    x = load().val_x[:1000]
+    draw = done = 0
+    while done < args.configs:
+        config = space.sample(rng)
+        draw += 1
+        if not isinstance(space.validate(config), dict):
+            continue
+        done += 1
+        for init in ("library", "torch_default", "zero_bias"):
+            torch.manual_seed(args.seed)
+            model: Any = build_model("econt", {**config, "quantize": False, "sparsity": 0.0})
+            if init != "library":
+                for module in model.modules():
+                    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+                        module.reset_parameters()  # torch's default init
+                        if init == "zero_bias" and module.bias is not None:
+                            nn.init.zeros_(module.bias)
+            with torch.no_grad():
+                latent = model.encoder(x)
+                out = from_8x8(model(x))
+            emit(
+                {
+                    "part": "signal",
+                    "draw": draw,
+                    "init": init,
+                    "latent_std": float(latent.std(0).mean()),
+                    "dead_latent": float((latent.amax(0) == 0).float().mean()),
+                    "output_std": float(out.std(0).mean()),
+                }
+            )
+
+
 def part_ablate(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> None:
     names = args.which.split(",") if args.which else list(ABLATIONS)
     for name in names:
@@ -431,6 +469,18 @@ def part_report(files: list[str]) -> None:
                 f"{b['config']['lr']:.2g} -> {a['config']['lr']:.2g}      {b['emd']:5.2f} -> {a['emd']:5.2f}"
                 + ("   (collapsed after)" if a["emd"] >= COLLAPSE_RATIO * c else "")
             )
+    signal = [r for r in rows if r.get("part") == "signal"]
+    if signal:
+        print("signal at init (float, unpruned; latent std across rows / output std across rows):")
+        for draw in sorted({r["draw"] for r in signal}):
+            cells = {r["init"]: r for r in signal if r["draw"] == draw}
+            print(
+                f"  draw {draw:3d}  "
+                + "  ".join(
+                    f"{k} {v['latent_std']:.4f}/{v['output_std']:.5f} dead {v['dead_latent']:.2f}"
+                    for k, v in cells.items()
+                )
+            )
     for r in rows:
         if r.get("part") == "ablate":
             emd = (
@@ -445,7 +495,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("part", choices=("sample", "ablate", "report", "constant"))
+    parser.add_argument("part", choices=("sample", "ablate", "report", "constant", "signal"))
     parser.add_argument("files", nargs="*")
     parser.add_argument("--out")
     parser.add_argument("--tag", default="")
@@ -472,6 +522,8 @@ def main() -> None:
             emit({"part": "constant", "norm": norm, "constant_emd": constant_emd(load(norm))})
     elif args.part == "sample":
         part_sample(args, emit)
+    elif args.part == "signal":
+        part_signal(args, emit)
     else:
         part_ablate(args, emit)
 
