@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from objectives._check import FileSummary, check_file, looks_like
+from objectives._collapse import COLLAPSE_METRICS, collapse_metrics
 from objectives._emd import emd_hex
 from objectives._geometry import from_8x8, to_8x8
 from objectives._io import load_econt, write_dataset
@@ -66,6 +67,7 @@ class EcontTask(Task):
             "emd_p84": "minimize",
             "emd_sentinels": "minimize",
             "val_loss": "minimize",
+            **COLLAPSE_METRICS,  # collapse detector (objectives/_collapse.py)
         }
     )
     primary_metric = "emd_mean"
@@ -117,7 +119,8 @@ class EcontTask(Task):
         )
 
     def evaluate(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        """EMD summary (``emd_mean/std/median/p16/p84/sentinels``) and ``val_loss`` on the validation set.
+        """EMD summary (``emd_mean/std/median/p16/p84/sentinels``), ``val_loss`` and the collapse detector's
+        ``collapsed`` (0/1), ``constant_emd``, ``emd_ratio``, ``output_spread`` on the validation set.
 
         Negative outputs carry no charge and are clipped to 0 before the EMD. Raises DivergedError when the
         model outputs NaN or inf.
@@ -127,6 +130,9 @@ class EcontTask(Task):
         cells = from_8x8(pred).clamp_min(0.0).double().numpy()
         metrics = emd_hex(data.val_raw, cells).as_dict()
         metrics["val_loss"] = float(self.loss(pred, data.val_x))
+        metrics.update(
+            collapse_metrics(metrics["emd_mean"], cells, data.val_raw, from_8x8(data.train_x), cache_key=data)
+        )
         return metrics
 
 

@@ -23,18 +23,20 @@ _SUPER_CELLS_2X2: tuple[tuple[int, int, int, int, float], ...] = (
 )  # fmt: skip
 
 
-def _super_cell_matrices() -> tuple[torch.Tensor, torch.Tensor]:
-    """(48, 36) weighted 2x2 sums and (48, 3) sums of the three 16-cell 4x4 blocks, as matrices."""
+def _super_cell_matrices() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(48, 36) plain 2x2 sums, their (36,) weights and (48, 3) sums of the three 16-cell 4x4 blocks."""
     two_by_two = torch.zeros(N_CELLS, len(_SUPER_CELLS_2X2), dtype=torch.float64)
+    weights = torch.zeros(len(_SUPER_CELLS_2X2), dtype=torch.float64)
     for column, (*cells, weight) in enumerate(_SUPER_CELLS_2X2):
-        two_by_two[cells, column] = weight
+        two_by_two[cells, column] = 1.0
+        weights[column] = weight
     four_by_four = torch.zeros(N_CELLS, 3, dtype=torch.float64)
     for block in range(3):
         four_by_four[16 * block : 16 * (block + 1), block] = 1.0
-    return two_by_two, four_by_four
+    return two_by_two, weights, four_by_four
 
 
-_TWO_BY_TWO, _FOUR_BY_FOUR = _super_cell_matrices()
+_TWO_BY_TWO, _TWO_BY_TWO_WEIGHTS, _FOUR_BY_FOUR = _super_cell_matrices()
 
 
 def charge_weighted_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -52,8 +54,10 @@ def charge_weighted_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 def telescope_loss(pred_img: torch.Tensor, target_img: torch.Tensor) -> torch.Tensor:
     """The ECON-T telescope loss ``4*L1 + 2*L2 + L3`` of (N, 1, 8, 8) images (mapped to CALQ order first).
 
-    Every term is a :func:`charge_weighted_mse`: L1 over the 48 cells, L2 over the 36 weighted sums of
-    overlapping 2x2 super-cells, L3 over the sums of the three 16-cell 4x4 blocks. Differentiable in
+    L1 is the :func:`charge_weighted_mse` of the 48 cells; L2 is ``mean((t36 - p36)**2 * max(t36, p36) * W)``
+    with ``t36``/``p36`` the plain sums of the four cells of each of the 36 overlapping 2x2 super-cells and
+    ``W`` that super-cell's weight (the weight multiplies the loss term, as in the original ECON-T code, not
+    the sums); L3 is the charge-weighted MSE of the sums of the three 16-cell 4x4 blocks. Differentiable in
     ``pred_img``; the masked image quadrant does not enter. Raises ObjectivesError for other shapes.
     """
     if pred_img.shape != target_img.shape:
@@ -63,8 +67,10 @@ def telescope_loss(pred_img: torch.Tensor, target_img: torch.Tensor) -> torch.Te
     pred = from_8x8(pred_img)
     target = from_8x8(target_img)
     two_by_two = _TWO_BY_TWO.to(dtype=pred.dtype, device=pred.device)
+    weights = _TWO_BY_TWO_WEIGHTS.to(dtype=pred.dtype, device=pred.device)
     four_by_four = _FOUR_BY_FOUR.to(dtype=pred.dtype, device=pred.device)
     cells = charge_weighted_mse(pred, target)
-    pairs = charge_weighted_mse(pred @ two_by_two, target @ two_by_two)
+    p36, t36 = pred @ two_by_two, target @ two_by_two
+    pairs = ((t36 - p36) ** 2 * torch.maximum(t36, p36) * weights).mean()
     blocks = charge_weighted_mse(pred @ four_by_four, target @ four_by_four)
     return 4 * cells + 2 * pairs + blocks

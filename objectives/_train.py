@@ -18,6 +18,9 @@ from objectives._tasks import Task, TaskData, predict
 log = logging.getLogger(__name__)
 
 Reporter = Callable[[int, dict[str, float]], None]
+LR_SCHEDULES: tuple[str, ...] = ("constant", "warmup", "warmup_cosine")
+_WARMUP_FRACTION = 0.05
+_FINAL_LR_FACTOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,10 @@ class TrainSettings:
 
     ``patience`` (None: off) stops after that many epochs without a ``val_loss`` improvement larger than
     ``min_delta`` and restores the best weights. ``seed`` fixes the batch order (and any randomness in
-    the model's forward pass).
+    the model's forward pass). ``lr_schedule`` (:meth:`lr_factor`): ``"warmup"`` (the default: a linear
+    warm-up over the first 10 % of the steps keeps high learning rates from killing every latent ReLU in
+    the first steps), ``"constant"`` or ``"warmup_cosine"`` (trained less far in 10-epoch ECON-T runs);
+    see benchmarks/collapse.txt.
     """
 
     epochs: int
@@ -36,6 +42,23 @@ class TrainSettings:
     patience: int | None = None
     min_delta: float = 0.0
     weight_decay: float = 0.0
+    lr_schedule: str = "warmup"
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """The multiplier of ``lr`` at 0-based optimiser ``step`` of ``total_steps``: 1 for ``"constant"``;
+        ``"warmup"`` rises linearly from 1/10 of the rate over the first 10 % of the steps (at least 1),
+        then stays at 1; ``"warmup_cosine"`` warms up the same way over 5 % of the steps, then decays on
+        a cosine to 1/20 of the rate at the last step."""
+        if self.lr_schedule == "constant":
+            return 1.0
+        fraction = _WARMUP_FRACTION if self.lr_schedule == "warmup_cosine" else 2 * _WARMUP_FRACTION
+        warmup = max(1, round(fraction * total_steps))
+        if step < warmup:
+            return 0.1 + 0.9 * step / warmup
+        if self.lr_schedule == "warmup":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - 1 - warmup)
+        return _FINAL_LR_FACTOR + (1 - _FINAL_LR_FACTOR) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     def __post_init__(self) -> None:
         problems = []
@@ -51,6 +74,8 @@ class TrainSettings:
             problems.append(f"min_delta must be a finite value >= 0, got {self.min_delta}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             problems.append(f"weight_decay must be a finite value >= 0, got {self.weight_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if problems:
             raise ObjectivesError("invalid TrainSettings: " + "; ".join(problems))
 
@@ -87,15 +112,19 @@ def train(
     """Train ``model`` in place on ``data.train_x`` with ``task.loss`` against ``data.train_targets``
     (``data.train_y`` of a supervised task; the input itself for an autoencoder).
 
-    Each epoch: ``model.before_epoch(epoch, n_epochs)`` if the model has it (1-based epoch; pruning
-    schedules), seeded shuffled mini-batches of Adam steps on the task loss plus
-    ``model.regularization()`` if present, ``model.after_step()`` after every step if present (re-apply
-    pruning masks), then ``val_loss`` on ``data.val_x`` and ``report(epoch, {"train_loss", "val_loss"})``
-    (``train_loss``: mean task loss over the epoch's samples, without regularisation). Exceptions from
-    ``report`` propagate unchanged (a scheduler prunes this way). On CPU the same seed, model and data
-    give bit-identical weights. With ``patience`` set, the weights of the best validation epoch are
-    restored at the end (buffers such as pruning masks included: it is that epoch's model). The global
-    torch RNG state is left as it was.
+    Each epoch: ``model.before_epoch(epoch, n_epochs)`` if the model has it (1-based epoch; the
+    compression schedule: pruning masks, quantizers on/off), seeded shuffled mini-batches of Adam steps
+    (learning rate ``lr`` times ``settings.lr_factor``) on the task loss plus ``model.regularization()`` if
+    present, ``model.after_step()`` after every step if present (re-apply pruning masks), then
+    ``val_loss`` on ``data.val_x`` and ``report(epoch, {"train_loss", "val_loss"})`` (``train_loss``: mean
+    task loss over the epoch's samples, without regularisation). Exceptions from ``report`` propagate
+    unchanged (a scheduler prunes this way). On CPU the same seed, model and data give bit-identical
+    weights. A model with ``final_form_epoch(n_epochs)`` is only in its final form (target sparsity,
+    quantized) from that epoch on: earlier epochs are never the best epoch and do not count towards
+    ``patience``. ``model.after_training()``, if present, runs at the end (it switches quantizers back
+    on). With ``patience`` set, the weights of the best validation epoch are restored at the end (buffers
+    such as pruning masks included: it is that epoch's model). The global torch RNG state is left as it
+    was.
 
     Raises DivergedError as soon as a training or validation loss is NaN or infinite (naming the epoch
     and value), ObjectivesError when the training or validation set is empty.
@@ -107,7 +136,15 @@ def train(
     before_epoch = _hook(model, "before_epoch")
     after_step = _hook(model, "after_step")
     regularization = _hook(model, "regularization")
+    after_training = _hook(model, "after_training")
+    final_form = _hook(model, "final_form_epoch")
+    # Epochs before this one train a model that is not yet in its final form (dense, float): they are
+    # neither the best epoch nor count towards patience.
+    first_final = int(final_form(settings.epochs)) if final_form is not None else 1
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(data.train_x.shape[0] / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    step = 0
     order_generator = torch.Generator().manual_seed(settings.seed)
     train_x = data.train_x
     train_y, val_y = data.train_targets, data.val_targets  # task hook: supervised targets, else the input
@@ -130,7 +167,10 @@ def train(
                 _finite_or_raise(objective, epoch, "training loss")
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr * settings.lr_factor(step, total_steps)
                 optimizer.step()
+                step += 1
                 if after_step is not None:
                     after_step()
                 loss_sum += float(loss.detach()) * batch.shape[0]
@@ -139,15 +179,20 @@ def train(
             )
             metrics = {"train_loss": loss_sum / train_x.shape[0], "val_loss": val_loss}
             history.append({"epoch": float(epoch), **metrics})
-            if val_loss < best_loss - settings.min_delta:
+            if epoch >= first_final and val_loss < best_loss - settings.min_delta:
                 best_loss, best_epoch = val_loss, epoch
                 if settings.patience is not None:
                     best_state = copy.deepcopy(model.state_dict())
             if report is not None:
                 report(epoch, dict(metrics))
-            if settings.patience is not None and epoch - best_epoch >= settings.patience:
+            if (
+                settings.patience is not None
+                and epoch - max(best_epoch, first_final - 1) >= settings.patience
+            ):
                 stopped_early = epoch < settings.epochs
                 break
+    if after_training is not None:
+        after_training()
     if best_state is not None:
         model.load_state_dict(best_state)
         log.debug("restored the weights of epoch %d (val_loss %.6g)", best_epoch, best_loss)

@@ -13,7 +13,6 @@ the chip) ``output_bits``. Every encoder value is then an integer times a power 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +24,18 @@ from . import _shapes
 from ._errors import SpaceError
 
 _DECODERS = ("convtranspose", "upsample")
-# Polynomial pruning schedule (Zhu & Gupta 2017): the target is reached at this fraction of training.
-_PRUNING_RAMP = 2 / 3
+# Output layer of the ECON-T decoder: "sigmoid" is the reference model's; "linear" has no activation (negative
+# outputs carry no charge: the EMD clips them to 0, and the charge-weighted MSE does not penalise a negative
+# output on an empty cell). benchmarks/collapse.py measures why the default is what it is.
+ECONT_OUTPUTS = ("linear", "sigmoid")
+_DEFAULT_ECONT_OUTPUT = "linear"
+# Compression schedule of a short run (the seed studies' baseline -> pruned -> quantized recipe): the first
+# _DENSE_FRACTION of the epochs train the dense float model; pruning then rises on a cubic (Zhu & Gupta 2017)
+# schedule to the target, reached at _PRUNED_FRACTION of the epochs, and the rest fine-tunes at the target.
+# Quantization-aware training starts with the pruning ramp (its activation scales are initialised from the
+# statistics of the warmed-up model, not of a random one).
+_DENSE_FRACTION = 0.3
+_PRUNED_FRACTION = 0.8
 _PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
@@ -134,14 +143,34 @@ class _Layers:
         return [QuantIdentity(act_quant=_act_quantizer(signed=signed, bits=bits), bit_width=bits)]
 
 
+def _init_weights(model: nn.Module) -> None:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every Conv/ConvTranspose/Linear layer.
+
+    ECON-T inputs are sparse and small (a normalised module sums to 1-2 over 64 pixels). With torch's default
+    init (weight variance 1/(3 fan_in), biases of the same order as the signal) a stack of several layers
+    starts as a near-constant function: on real ttbar rows the latent varied across rows with a std of
+    0.0003-0.003, against 0.02-0.2 with this init (benchmarks/collapse.txt), and short runs then settle in
+    the constant-output optimum. Uses the global torch generator (seeded by the caller).
+    """
+    for module in model.modules():
+        if isinstance(module, _PRUNABLE):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class Autoencoder(nn.Module):
     """``forward(x) = decoder(encoder(x))``; the encoder maps (N, *input_shape) to (N, latent_width).
 
     Pruning (``sparsity`` > 0) keeps one 0/1 mask buffer per Conv/ConvTranspose/Linear weight of encoder and
-    decoder (buffers of this module, not parametrisations: the layers keep plain weights for hls4ml).
-    Hooks for the training loop: ``before_epoch(epoch, n_epochs)`` raises the mask sparsity on a polynomial
-    schedule and applies the masks, ``after_step()`` re-applies them after each optimiser step,
-    ``regularization()`` is the L1 penalty (zero without ``l1``).
+    decoder, or of the encoder only with ``prune_decoder=False`` (buffers of this module, not
+    parametrisations: the layers keep plain weights for hls4ml).
+    Hooks for the training loop: ``before_epoch(epoch, n_epochs)`` applies the compression schedule (dense
+    float warm-up, then quantizers on and the mask sparsity rising on a cubic schedule to the target, then
+    fine-tuning at the target; :meth:`compression_epochs`), ``after_step()`` re-applies the masks after
+    each optimiser step, ``final_form_epoch(n_epochs)`` says from which epoch the model is in its final
+    form, ``after_training()`` switches the quantizers on, ``regularization()`` is the L1 penalty (zero
+    without ``l1``).
     """
 
     def __init__(
@@ -154,6 +183,7 @@ class Autoencoder(nn.Module):
         quantized: bool,
         sparsity: float = 0.0,
         l1: float = 0.0,
+        prune_decoder: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= sparsity < 1.0:
@@ -173,33 +203,76 @@ class Autoencoder(nn.Module):
             for path, module in root.named_modules()
             if isinstance(module, _PRUNABLE)
         ]
+        # The tensors magnitude pruning masks: all of them, or the encoder's only (prune_decoder=False).
+        self._pruned = [(n, m) for n, m in self._weighted if prune_decoder or n.startswith("encoder_")]
+        _init_weights(self)
         self.pruning_masks = nn.Module()
         if sparsity > 0:
-            for name, module in self._weighted:
+            for name, module in self._pruned:
                 self.pruning_masks.register_buffer(name, torch.ones_like(module.weight, dtype=torch.bool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
-    def scheduled_sparsity(self, epoch: int, n_epochs: int) -> float:
-        """Mask sparsity at the start of 1-based ``epoch`` of ``n_epochs``: 0 at epoch 1, rising as
-        target * (1 - (1 - progress)^3) to the full target at epoch ceil(2/3 * n_epochs) and after."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
-            raise SpaceError(f"epoch must be an integer >= 1 (1-based), got {epoch!r}")
+    @staticmethod
+    def compression_epochs(n_epochs: int) -> tuple[int, int]:
+        """``(dense, full)`` of a run of ``n_epochs``: epochs 1..dense train dense and in float, pruning
+        rises over epochs dense+1..full and the model has its final form (target sparsity, quantized) from
+        epoch ``full`` on. dense = 0 for a 1-epoch run, else max(1, round(0.3 n)); full = max(dense + 1,
+        round(0.8 n)), at most n."""
         if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1:
             raise SpaceError(f"n_epochs must be an integer >= 1, got {n_epochs!r}")
-        full_at = max(1, math.ceil(_PRUNING_RAMP * n_epochs))
-        progress = 1.0 if full_at == 1 else min(1.0, (epoch - 1) / (full_at - 1))
+        dense = 0 if n_epochs == 1 else max(1, round(_DENSE_FRACTION * n_epochs))
+        full = min(n_epochs, max(dense + 1, round(_PRUNED_FRACTION * n_epochs)))
+        return dense, full
+
+    def final_form_epoch(self, n_epochs: int) -> int:
+        """The first 1-based epoch of ``n_epochs`` at which the model is trained in its final form (at the
+        target sparsity, quantized if it is): 1 for a model without compression. The training loop picks
+        the best epoch and early-stops among these epochs only."""
+        if self.sparsity == 0 and not self.quantized:
+            return 1
+        dense, full = self.compression_epochs(n_epochs)
+        return full if self.sparsity > 0 else dense + 1
+
+    def scheduled_sparsity(self, epoch: int, n_epochs: int) -> float:
+        """Mask sparsity during 1-based ``epoch`` of ``n_epochs``: 0 for the dense epochs, then
+        target * (1 - (1 - j / R)^3) in the j-th of the R ramp epochs, the full target from epoch ``full``
+        (see :meth:`compression_epochs`) to the end."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise SpaceError(f"epoch must be an integer >= 1 (1-based), got {epoch!r}")
+        dense, full = self.compression_epochs(n_epochs)
+        if epoch <= dense:
+            return 0.0
+        progress = min(1.0, (epoch - dense) / (full - dense))
         return self.sparsity * (1.0 - (1.0 - progress) ** 3)
 
+    def quantization_enabled(self, epoch: int, n_epochs: int) -> bool:
+        """Whether the quantizers run during 1-based ``epoch``: after the dense float warm-up epochs."""
+        dense, _ = self.compression_epochs(n_epochs)
+        return self.quantized and epoch > dense
+
+    def _set_quantization(self, enabled: bool) -> None:
+        """Switch every Brevitas quantizer of the encoder on or off (off: the layers compute in float; the
+        activation quantizers then collect their statistics only once switched on)."""
+        if not self.quantized:
+            return
+        from brevitas.proxy.quant_proxy import QuantProxyFromInjector
+
+        for module in self.encoder.modules():
+            if isinstance(module, QuantProxyFromInjector):
+                module.disable_quant = not enabled
+
     def before_epoch(self, epoch: int, n_epochs: int) -> None:
-        """Recompute the masks at the scheduled sparsity (the smallest-magnitude weights of each tensor are
-        masked, exactly round(s * size) of them) and apply them. A no-op without pruning."""
+        """Apply the compression schedule: quantizers on or off (:meth:`quantization_enabled`), and the
+        masks recomputed at the scheduled sparsity (the smallest-magnitude weights of each tensor are
+        masked, exactly round(s * size) of them) and applied."""
         target = self.scheduled_sparsity(epoch, n_epochs)
+        self._set_quantization(self.quantization_enabled(epoch, n_epochs))
         if self.sparsity == 0:
             return
         with torch.no_grad():
-            for name, module in self._weighted:
+            for name, module in self._pruned:
                 weight = module.weight
                 n_pruned = round(target * weight.numel())
                 mask = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
@@ -208,12 +281,16 @@ class Autoencoder(nn.Module):
                 getattr(self.pruning_masks, name).copy_(mask.view_as(weight))
         self.after_step()
 
+    def after_training(self) -> None:
+        """Leave the model in its final form, whatever the schedule reached: quantizers on."""
+        self._set_quantization(True)
+
     def after_step(self) -> None:
         """Zero the masked weights again (the optimiser step may have moved them)."""
         if self.sparsity == 0:
             return
         with torch.no_grad():
-            for name, module in self._weighted:
+            for name, module in self._pruned:
                 module.weight.mul_(getattr(self.pruning_masks, name))
 
     def regularization(self) -> torch.Tensor:
@@ -224,9 +301,10 @@ class Autoencoder(nn.Module):
         return self.l1 * sum((module.weight.abs().sum() for _, module in self._weighted), torch.zeros(()))
 
     def weight_sparsity(self) -> float:
-        """Fraction of exactly-zero weights over every Conv/ConvTranspose/Linear weight tensor."""
-        zeros = sum(int((module.weight == 0).sum()) for _, module in self._weighted)
-        total = sum(module.weight.numel() for _, module in self._weighted)
+        """Fraction of exactly-zero weights over the pruned Conv/ConvTranspose/Linear weight tensors (every
+        one, or the encoder's for a model that does not prune its decoder)."""
+        zeros = sum(int((module.weight == 0).sum()) for _, module in self._pruned)
+        total = sum(module.weight.numel() for _, module in self._pruned)
         return zeros / total
 
 
@@ -287,16 +365,20 @@ def _image_shape(model_input: ModelInput) -> tuple[int, int]:
 
 
 class ConvAutoencoder(Autoencoder):
-    """(N, C, S, S) -> latent -> (N, C, S, S), output through a sigmoid.
+    """(N, C, S, S) -> latent -> (N, C, S, S), a linear output (``output="linear"``, the default) or one
+    through a sigmoid (``output="sigmoid"``, the reference model's: in 10-epoch runs it collapses to a
+    constant output far more often, benchmarks/collapse.txt).
 
     Encoder: conv layers (padding k//2, ReLU, optional MaxPool2d(2)) -> Flatten -> dense layers (ReLU) ->
     latent Linear + ReLU. Decoder: the dense layers mirrored -> Linear to the last feature map (ReLU) ->
     per conv layer, in reverse, ConvTranspose2d with the layer's kernel and stride (output padding chosen to
     restore the layer's input size; Upsample first if it pooled) or, with ``decoder="upsample"``,
-    Upsample(nearest) + stride-1 Conv2d -> a C-channel head with the first layer's kernel -> sigmoid. Each
+    Upsample(nearest) + stride-1 Conv2d -> a C-channel head with the first layer's kernel (-> sigmoid). Each
     mirrored layer keeps channels (filters_i -> filters_{i-1}, the last one filters_0 -> filters_0) so the
     reference "8x8_c8_S2_tele" comes out layer for layer on a (1, 8, 8) input. Without conv layers the
     decoder is dense to C*S*S outputs. The output is always exactly SxS (a ZeroPad2d fits even kernels).
+    ``sparsity`` prunes the encoder only (the decoder runs off-detector in float, as it is never quantized
+    either).
     """
 
     def __init__(self, config: Mapping[str, Any], model_input: ModelInput) -> None:
@@ -311,6 +393,9 @@ class ConvAutoencoder(Autoencoder):
         decoder_kind = config.get("decoder", "convtranspose")
         if decoder_kind not in _DECODERS:
             raise SpaceError(f"build_model({family!r}): decoder={decoder_kind!r}; allowed: {list(_DECODERS)}")
+        output = config.get("output", _DEFAULT_ECONT_OUTPUT)
+        if output not in ECONT_OUTPUTS:
+            raise SpaceError(f"build_model({family!r}): output={output!r}; allowed: {list(ECONT_OUTPUTS)}")
         quant, sparsity, l1 = _compression(config, family, model_input)
         make = _Layers(quant)
 
@@ -342,12 +427,13 @@ class ConvAutoencoder(Autoencoder):
                 nn.Unflatten(1, (channels, size, size)),
             ]
             decoder += _conv_decoder(layers, steps, decoder_kind, image_size, in_channels)
+            if output == "sigmoid":
+                decoder.append(nn.Sigmoid())
         else:
-            decoder += [
-                nn.Linear(width, in_channels * image_size**2),
-                nn.Sigmoid(),
-                nn.Unflatten(1, (in_channels, image_size, image_size)),
-            ]
+            decoder.append(nn.Linear(width, in_channels * image_size**2))
+            if output == "sigmoid":
+                decoder.append(nn.Sigmoid())
+            decoder.append(nn.Unflatten(1, (in_channels, image_size, image_size)))
         super().__init__(
             nn.Sequential(*encoder),
             nn.Sequential(*decoder),
@@ -356,6 +442,10 @@ class ConvAutoencoder(Autoencoder):
             quantized=quant is not None,
             sparsity=sparsity,
             l1=l1,
+            # Like quantization, pruning applies to the on-chip encoder only: the decoder runs off-detector
+            # in float, and pruning it too made 3 of 3 pruned trials collapse that encoder-only pruning
+            # did not (benchmarks/collapse.txt).
+            prune_decoder=False,
         )
 
 
@@ -401,7 +491,6 @@ def _conv_decoder(
         current = current + 2 * p - k + 1
     if current != image_size:  # even kernels: pad or (negative padding) crop to exactly the input size
         modules.append(nn.ZeroPad2d((0, image_size - current, 0, image_size - current)))
-    modules.append(nn.Sigmoid())
     return modules
 
 

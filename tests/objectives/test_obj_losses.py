@@ -63,20 +63,19 @@ def loop_telescope(pred_img: np.ndarray, target_img: np.ndarray) -> float:
     pred, target = cells_of(pred_img), cells_of(target_img)
     l1 = loop_cwmse(pred, target)
 
-    def super_cells(rows: list[list[float]]) -> list[list[float]]:
-        return [
-            [float(Fraction(w)) * sum(row[i] for i in cells) for *cells, w in SPEC_SUPER_CELLS]
-            for row in rows
-        ]
+    # L2: the weight multiplies the charge-weighted squared error of the plain 4-cell sums.
+    l2_terms = []
+    for prow, trow in zip(pred, target, strict=True):
+        for *cells, w in SPEC_SUPER_CELLS:
+            p = sum(prow[i] for i in cells)
+            t = sum(trow[i] for i in cells)
+            l2_terms.append((t - p) ** 2 * max(t, p) * float(Fraction(w)))
+    l2 = sum(l2_terms) / len(l2_terms)
 
     def blocks(rows: list[list[float]]) -> list[list[float]]:
         return [[sum(row[16 * b : 16 * b + 16]) for b in range(3)] for row in rows]
 
-    return (
-        4 * l1
-        + 2 * loop_cwmse(super_cells(pred), super_cells(target))
-        + loop_cwmse(blocks(pred), blocks(target))
-    )
+    return 4 * l1 + 2 * l2 + loop_cwmse(blocks(pred), blocks(target))
 
 
 def test_super_cell_weights_sum_as_the_spec_says() -> None:
@@ -89,6 +88,43 @@ def test_telescope_matches_the_loop_reference() -> None:
     pred = rng.random((7, 1, 8, 8))  # values in the masked quadrant must not matter
     value = telescope_loss(torch.tensor(pred), torch.tensor(target))
     assert value.item() == pytest.approx(loop_telescope(pred, target), rel=1e-12)
+
+
+def test_telescope_by_hand_one_charged_cell() -> None:
+    # Target: cell 0 holds 1.0, everything else 0; prediction: all zeros. Worked out by hand:
+    # L1 = (1-0)^2 * max(1, 0) / 48 = 1/48.
+    # L2: cell 0 is in super-cells (0,1,4,5; W 3/8) and (0,1,27,31; W 3/8); each has t36 = 1, p36 = 0,
+    #     term = 1^2 * 1 * 3/8, so L2 = (3/8 + 3/8) / 36 = 1/48.
+    # L3: block 0 sums to 1, the others 0: L3 = 1/3.
+    # loss = 4/48 + 2/48 + 1/3 = 1/8 + 1/3 = 11/24.
+    target = np.zeros((1, 48))
+    target[0, 0] = 1.0
+    value = telescope_loss(torch.zeros(1, 1, 8, 8, dtype=torch.float64), torch.tensor(to_8x8(target)))
+    assert value.item() == pytest.approx(11 / 24, rel=1e-12)
+    # The old (wrong) form weighted the sums: L2 = 2 * (3/8)^2 * (3/8) / 36 would give a different value.
+    assert value.item() != pytest.approx(4 / 48 + 2 * (2 * (3 / 8) ** 3 / 36) + 1 / 3, rel=1e-6)
+
+
+def test_telescope_by_hand_two_cells_with_overprediction() -> None:
+    # Target: cells 2 and 3 hold 0.5 each; prediction: cell 2 at 2.0, the rest 0 (row of 48 cells).
+    # L1: cell 2: (0.5-2)^2 * 2 = 4.5; cell 3: 0.5^2 * 0.5 = 0.125 -> L1 = 4.625 / 48.
+    # L2 super-cells holding 2 or 3 (t36, p36 plain 4-cell sums):
+    #   (2,3,6,7; 1/3): t 1.0, p 2.0 -> 1 * 2 * 1/3 = 2/3
+    #   (1,2,5,6; 1/4): t 0.5, p 2.0 -> 2.25 * 2 * 1/4 = 1.125
+    #   (1,2,23,27; 1/4): t 0.5, p 2.0 -> 1.125
+    #   (2,3,19,23; 5/12): t 1.0, p 2.0 -> 1 * 2 * 5/12 = 5/6
+    #   (3,7,34,35; 5/12): t 0.5, p 0 -> 0.25 * 0.5 * 5/12 = 5/96
+    #   L2 = (2/3 + 1.125 + 1.125 + 5/6 + 5/96) / 36
+    # L3: block 0 t 1.0, p 2.0 -> 1 * 2 = 2; L3 = 2/3.
+    target = np.zeros((1, 48))
+    target[0, 2] = target[0, 3] = 0.5
+    pred = np.zeros((1, 48))
+    pred[0, 2] = 2.0
+    l1 = 4.625 / 48
+    l2 = (2 / 3 + 1.125 + 1.125 + 5 / 6 + 5 / 96) / 36
+    l3 = 2 / 3
+    value = telescope_loss(torch.tensor(to_8x8(pred)), torch.tensor(to_8x8(target)))
+    assert value.item() == pytest.approx(4 * l1 + 2 * l2 + l3, rel=1e-12)
 
 
 def test_telescope_is_zero_for_a_perfect_reconstruction_and_ignores_the_mask() -> None:

@@ -139,6 +139,45 @@ def test_early_stopping_restores_the_best_weights_and_hooks_run(waveform_data: T
     assert result.best_val_loss == result.history[1]["val_loss"]
 
 
+class CompressedLater(Sabotaged):
+    """Sabotaged (best epoch 2), but only in its final form from epoch 4: epochs 1-3 cannot be the best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished = 0
+
+    def final_form_epoch(self, n_epochs: int) -> int:
+        return 4
+
+    def after_training(self) -> None:
+        self.finished += 1
+
+
+def test_the_best_epoch_and_patience_wait_for_the_final_form(waveform_data: TaskData) -> None:
+    model = CompressedLater()
+    settings = TrainSettings(epochs=10, batch_size=100, lr=3e-3, patience=2)
+    result = train(model, get_task("waveform"), waveform_data, settings)
+    # epochs 1-3 are ignored: 4 is the first candidate, then two epochs without improvement stop at 6
+    assert result.best_epoch >= 4 and result.epochs_run >= 6
+    assert result.best_val_loss == min(h["val_loss"] for h in result.history[3:])
+    assert model.finished == 1
+
+
+def test_lr_factor_schedules() -> None:
+    constant = TrainSettings(epochs=2, lr_schedule="constant")
+    assert TrainSettings(epochs=2).lr_schedule == "warmup"  # the default
+    assert [constant.lr_factor(step, 100) for step in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    cosine = TrainSettings(epochs=2, lr_schedule="warmup_cosine")
+    assert cosine.lr_factor(0, 100) == pytest.approx(0.1)  # warm-up from lr/10 over 5 steps
+    assert cosine.lr_factor(5, 100) == pytest.approx(1.0)
+    assert cosine.lr_factor(99, 100) == pytest.approx(0.05)
+    warmup = TrainSettings(epochs=2, lr_schedule="warmup")
+    assert warmup.lr_factor(0, 100) == pytest.approx(0.1) and warmup.lr_factor(5, 100) == pytest.approx(0.55)
+    assert warmup.lr_factor(10, 100) == 1.0 and warmup.lr_factor(99, 100) == 1.0
+    with pytest.raises(ObjectivesError, match="lr_schedule must be one of constant, warmup, warmup_cosine"):
+        TrainSettings(epochs=2, lr_schedule="step")
+
+
 def test_min_delta_counts_small_gains_as_no_improvement(waveform_data: TaskData) -> None:
     settings = TrainSettings(epochs=8, batch_size=100, patience=1, min_delta=1e6)
     result = train(small_waveform_model(), get_task("waveform"), waveform_data, settings)

@@ -33,7 +33,7 @@ def test_ax_encoding_of_layer_counts_is_a_switch_chain() -> None:
         "on": ["weight_bits", "act_bits", "input_bits", "output_bits"]
     }
     assert configs["weight_bits"].bounds == (3, 16) and configs["weight_bits"].parameter_type == "int"
-    assert configs["lr"].scaling == "log" and configs["lr"].bounds == (1e-4, 1e-2)
+    assert configs["lr"].scaling == "log" and configs["lr"].bounds == (1e-3, 1e-2)
     # Every dependent is declared, and each hangs under exactly one parent value (a tree).
     children = [
         child

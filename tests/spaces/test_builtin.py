@@ -68,7 +68,8 @@ def test_econt_ranges_match_the_study() -> None:
     assert space.param("dense0_units").choices == (8, 16, 32, 64)
     assert space.param("output_bits").choices == (3, 5, 7, 9)
     assert (space.param("weight_bits").low, space.param("weight_bits").high) == (3, 16)
-    assert (space.param("lr").low, space.param("lr").high, space.param("lr").log) == (1e-4, 1e-2, True)
+    # lr floor 1e-3, not the study's 1e-4: lower rates collapse in short runs (benchmarks/collapse.txt)
+    assert (space.param("lr").low, space.param("lr").high, space.param("lr").log) == (1e-3, 1e-2, True)
     assert (space.param("sparsity").low, space.param("sparsity").high) == (0.0, 0.9)
 
 

@@ -54,7 +54,7 @@ def test_conv_family_builds_for_two_input_shapes(shape: tuple[int, int, int], de
     assert model.encoder[0].in_channels == shape[0]
     x = torch.rand(3, *shape)
     out = model(x)
-    assert out.shape == x.shape and ((out > 0) & (out < 1)).all()
+    assert out.shape == x.shape and torch.isfinite(out).all()  # a linear output by default
     # The flattened feature map grows with the image: 8 filters at stride 2 give 8 * (S/2)^2 features.
     linear = next(m for m in model.encoder if isinstance(m, nn.Linear))
     assert linear.in_features == 8 * (shape[1] // 2) ** 2

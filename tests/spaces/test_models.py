@@ -54,9 +54,12 @@ def test_econt_baseline_is_the_reference_model_layer_for_layer(build: Build) -> 
         "ConvTranspose2d",
         "ReLU",
         "ConvTranspose2d",
-        "Sigmoid",
-    ]
+    ]  # a linear output by default; the reference's sigmoid with output="sigmoid" (no parameters)
     assert (model.input_shape, model.latent_width, model.quantized) == ((1, 8, 8), 16, False)
+    reference = build("econt", {**get_preset("econt_baseline"), "output": "sigmoid"})
+    assert type(reference.decoder[-1]).__name__ == "Sigmoid" and _count(reference) == 4977
+    with pytest.raises(SpaceError, match=r"output='tanh'; allowed: \['linear', 'sigmoid'\]"):
+        build("econt", {**get_preset("econt_baseline"), "output": "tanh"})
 
 
 def test_waveform_baseline_is_the_reference_model(build: Build) -> None:
@@ -80,8 +83,10 @@ def test_property_every_sampled_float_config_builds_with_the_right_shapes(
     assert isinstance(config, dict)
     model = check_shapes(task, config)
     if task == "econt":
-        out = model(torch.rand(2, 1, 8, 8))
-        assert ((out > 0) & (out < 1)).all()  # sigmoid
+        assert model(torch.rand(2, 1, 8, 8)).shape == (2, 1, 8, 8)
+        sigmoid = check_shapes(task, {**config, "output": "sigmoid"})
+        out = sigmoid(torch.rand(2, 1, 8, 8))
+        assert ((out > 0) & (out < 1)).all()
 
 
 @pytest.mark.parametrize("decoder", ["convtranspose", "upsample"])
@@ -162,18 +167,33 @@ def test_build_model_errors_name_the_problem(build: Build) -> None:
 
 
 # -- pruning and L1 --------------------------------------------------------------------------------
-def test_pruning_schedule_is_polynomial_and_reaches_the_target_at_two_thirds(build: Build) -> None:
+def test_pruning_schedule_starts_dense_ramps_cubically_and_fine_tunes_at_the_target(build: Build) -> None:
     model = build("waveform", {**get_preset("waveform_baseline"), "sparsity": 0.8})
-    schedule = [model.scheduled_sparsity(epoch, 9) for epoch in range(1, 10)]
-    assert schedule[0] == 0.0
-    assert schedule[5:] == [0.8] * 4  # full target from epoch ceil(2/3 * 9) = 6
-    assert all(a < b for a, b in itertools.pairwise(schedule[:6]))
-    assert schedule[1] == pytest.approx(0.8 * (1 - (1 - 1 / 5) ** 3))
+    # 10 epochs: 3 dense epochs (30 %), a 5-epoch cubic ramp reaching the target at epoch 8 (80 %), then
+    # 2 fine-tuning epochs at the target. Expected values written out from s = 0.8 * (1 - (1 - j/5)^3).
+    schedule = [model.scheduled_sparsity(epoch, 10) for epoch in range(1, 11)]
+    ramp = [0.8 * (1 - (1 - j / 5) ** 3) for j in range(1, 6)]
+    assert schedule[:3] == [0.0, 0.0, 0.0]
+    assert schedule[3:8] == pytest.approx(ramp)
+    assert schedule[3] == pytest.approx(0.8 * 0.488) and schedule[7] == 0.8
+    assert schedule[8:] == [0.8, 0.8]
+    assert all(a < b for a, b in itertools.pairwise(schedule[2:8]))
+    assert model.compression_epochs(10) == (3, 8)
+    assert model.final_form_epoch(10) == 8
+    # Short runs still start dense when they can and always end at the target.
+    assert [model.scheduled_sparsity(e, 2) for e in (1, 2)] == [0.0, 0.8]
+    assert [model.scheduled_sparsity(e, 3) for e in (1, 2, 3)] == [0.0, 0.8, 0.8]
     assert model.scheduled_sparsity(1, 1) == 0.8
+    for n_epochs in range(2, 40):
+        values = [model.scheduled_sparsity(e, n_epochs) for e in range(1, n_epochs + 1)]
+        assert values[0] == 0.0 and values[-1] == 0.8
+        assert all(a <= b for a, b in itertools.pairwise(values))
     with pytest.raises(SpaceError, match=r"epoch must be an integer >= 1 \(1-based\), got 0"):
         model.before_epoch(0, 9)
     with pytest.raises(SpaceError, match="n_epochs must be an integer >= 1, got 0"):
         model.before_epoch(1, 0)
+    plain = build("waveform", get_preset("waveform_baseline"))
+    assert plain.final_form_epoch(10) == 1  # nothing to wait for without compression
 
 
 def test_pruning_reaches_the_target_sparsity_through_training(build: Build) -> None:
@@ -194,12 +214,27 @@ def test_pruning_reaches_the_target_sparsity_through_training(build: Build) -> N
         measured.append(model.weight_sparsity())
     assert measured[0] == 0.0 and measured[-1] == pytest.approx(0.75, abs=0.01)
     assert all(a <= b + 1e-9 for a, b in itertools.pairwise(measured))
-    # Every weight tensor of encoder and decoder holds exactly round(0.75 * size) zeros: counted directly.
-    for module in [*model.encoder.modules(), *model.decoder.modules()]:
+    # Every encoder weight tensor holds exactly round(0.75 * size) zeros: counted directly. The ECON-T
+    # decoder runs off-detector in float and is not pruned.
+    for module in model.encoder.modules():
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             assert int((module.weight == 0).sum()) == round(0.75 * module.weight.numel())
             assert type(module.weight) is nn.Parameter  # plain weights, no parametrisation
-    assert any(name.startswith("pruning_masks.") for name in model.state_dict())
+    for module in model.decoder.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            assert int((module.weight == 0).sum()) == 0
+    assert any(name.startswith("pruning_masks.encoder") for name in model.state_dict())
+    assert not any(name.startswith("pruning_masks.decoder") for name in model.state_dict())
+
+
+def test_waveform_pruning_covers_the_whole_model(build: Build) -> None:
+    # The fADC250 study deploys (and pruned) the whole autoencoder: decoder weights are pruned too.
+    model = build("waveform", {**get_preset("waveform_baseline"), "sparsity": 0.5})
+    model.before_epoch(10, 10)
+    for module in [*model.encoder.modules(), *model.decoder.modules()]:
+        if isinstance(module, nn.Linear):
+            assert int((module.weight == 0).sum()) == round(0.5 * module.weight.numel())
+    assert model.weight_sparsity() == pytest.approx(0.5, abs=0.01)
 
 
 def test_hooks_are_no_ops_without_pruning(build: Build) -> None:
