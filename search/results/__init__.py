@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         pooled_std,
         sweep_front,
     )
+    from search.results._open import ResultsError, require_store, schema_revisions
     from search.results._pareto import (
         ParetoError,
         default_reference,
@@ -27,15 +28,7 @@ if TYPE_CHECKING:
         hypervolume_history,
         pareto_front,
     )
-    from search.results._reader import (
-        Results,
-        ResultsError,
-        SweepOverview,
-        TrialChanges,
-        TrialPage,
-        require_store,
-        schema_revisions,
-    )
+    from search.results._reader import Results, SweepOverview, TrialChanges, TrialPage
     from search.results._report import FrontReport, describe, front_report
 
 _EXPORTS = {
@@ -48,6 +41,7 @@ _EXPORTS = {
         "pooled_std",
         "sweep_front",
     ),
+    "search.results._open": ("ResultsError", "require_store", "schema_revisions"),
     "search.results._pareto": (
         "ParetoError",
         "default_reference",
@@ -55,15 +49,7 @@ _EXPORTS = {
         "hypervolume_history",
         "pareto_front",
     ),
-    "search.results._reader": (
-        "Results",
-        "ResultsError",
-        "SweepOverview",
-        "TrialChanges",
-        "TrialPage",
-        "require_store",
-        "schema_revisions",
-    ),
+    "search.results._reader": ("Results", "SweepOverview", "TrialChanges", "TrialPage"),
     "search.results._report": ("FrontReport", "describe", "front_report"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -1,4 +1,7 @@
-"""The store: the only code that touches SQL.
+"""The store, the only code that writes SQL: :class:`Store` with its sweeps, trials and their state machine.
+
+Its parts live beside it: the engine, session scope, migrations and busy-store waits in ``_engine``, the
+per-trial data (metrics, costs, artifacts, rungs, workers) in ``_trial_data`` (a mixin of ``Store``).
 
 Contract:
 - Every method runs in its own transaction (one session scope that commits or rolls back) and returns
@@ -15,33 +18,23 @@ Contract:
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
-from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    IntegrityError,
-    NoSuchModuleError,
-    OperationalError,
-    ProgrammingError,
-    SQLAlchemyError,
-)
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.storage._engine import (
+    _alembic_config as _alembic_config,  # re-exported: tests build old schemas with it from here
+)
+from search.storage._engine import _create_engine, every_public_method_waits_when_busy, migrate, session_scope
 from search.storage._records import (
     DEFAULT_STORE_URL as DEFAULT_STORE_URL,  # re-exported: this module was its home
 )
@@ -53,63 +46,18 @@ from search.storage._records import (
 from search.storage._records import redacted as _redacted
 from search.storage._schema import (
     ALLOWED_TRANSITIONS,
-    ArtifactRow,
-    HWCostRow,
     SweepRow,
     TrialMetricRow,
     TrialResultRow,
     TrialRow,
-    TrialRungRow,
     TrialState,
     utcnow,
 )
+from search.storage._trial_data import TrialData
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
 
 _NUMBER_RETRIES = 12
-# SQLite runs DDL outside transactions (pysqlite), so a process opening a store another one is creating can
-# see its tables before its schema version: it waits and retries, for up to ~20 s on a loaded machine.
-_MIGRATION_RETRIES = 20
-# A store locked by another process (SQLite's busy timeout of 30 s exceeded): every call waits and retries,
-# warning each time, for up to this long before it fails. Short locks are SQLite's own business.
-BUSY_WAIT_S = 3600.0
-
-
-class _Busy(Exception):
-    """Another process holds the database's write lock longer than SQLite's busy timeout."""
-
-
-def _locked(exc: SQLAlchemyError) -> bool:
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
-
-
-def _waits_when_busy(method: F) -> F:
-    """Retry ``method`` while another process holds the store's lock, warning with the file and the time
-    waited; after ``BUSY_WAIT_S`` a StoreError names the lock. A trial never fails on a busy store."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        started = time.monotonic()
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except _Busy:
-                waited = time.monotonic() - started
-                if waited >= BUSY_WAIT_S:
-                    raise StoreError(
-                        f"the store {_redacted(self.url)} has been locked by another process for {waited:.0f} s "
-                        "(database is locked); find the process holding it (e.g. `fuser FILE`) or stop it"
-                    ) from None
-                log.warning(
-                    "the store %s is locked by another process (%.0f s so far); waiting, then retrying %s",
-                    _redacted(self.url),
-                    waited + 30,
-                    method.__name__,
-                )
-                time.sleep(1.0)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _sweep_record(row: SweepRow) -> SweepRecord:
@@ -151,98 +99,23 @@ def _trial_record(row: TrialRow, results: dict[str, float]) -> TrialRecord:
     )
 
 
-def _alembic_config(connection: Any) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("search.storage") / "migrations"))
-    cfg.attributes["connection"] = connection
-    return cfg
-
-
-def _unreachable(exc: SQLAlchemyError) -> bool:
-    """A connection failure (no server, bad file path): retrying the migration cannot help."""
-    text = str(exc).lower()
-    return "connect" in text or "unable to open" in text
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _every_public_method_waits_when_busy(cls: type[Store]) -> type[Store]:
-    for name, member in list(vars(cls).items()):
-        if callable(member) and not name.startswith("_") and name != "close":
-            setattr(cls, name, _waits_when_busy(member))
-    return cls
-
-
-@_every_public_method_waits_when_busy
-class Store:
-    """Sweeps and trials in SQL (SQLite with WAL by default, PostgreSQL through psycopg 3)."""
+@every_public_method_waits_when_busy
+class Store(TrialData):
+    """Sweeps and trials in SQL (SQLite with WAL by default, PostgreSQL through psycopg 3); the per-trial
+    data methods come from :class:`TrialData`."""
 
     def __init__(self, url: str) -> None:
         """Open ``url``, creating or migrating the schema. Raises StoreError if unreachable or newer."""
         self.url = url
         self.engine = _create_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._migrate()
+        migrate(self.engine, url)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- session scope -------------------------------------------------------------------------------
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        session = self._sessions()
-        try:
-            yield session
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            raise
-        except SQLAlchemyError as exc:
-            session.rollback()
-            if _locked(exc):
-                raise _Busy from exc
-            raise StoreError(
-                f"database error on {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
-            ) from exc
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-
-    def _migrate(self) -> None:
-        """Create or upgrade the schema. Processes opening a new store at once race to create it: the
-        loser's DDL fails, and its retry finds the schema in place (a no-op upgrade)."""
-        for attempt in range(_MIGRATION_RETRIES):
-            try:
-                with self.engine.begin() as connection:
-                    cfg = _alembic_config(connection)
-                    known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
-                    current = MigrationContext.configure(connection).get_current_heads()
-                    newer = [rev for rev in current if rev not in known]
-                    if newer:
-                        raise StoreError(
-                            f"the store {_redacted(self.url)} was written by a newer hwnas (schema revision "
-                            f"{', '.join(newer)}; this hwnas knows {', '.join(sorted(known))}): upgrade hwnas"
-                        )
-                    command.upgrade(cfg, "head")
-                return
-            except (OperationalError, IntegrityError, ProgrammingError) as exc:
-                if attempt + 1 == _MIGRATION_RETRIES or _unreachable(exc):
-                    raise StoreError(
-                        f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
-                    ) from exc
-                time.sleep(min(1.0, 0.1 * (attempt + 1)) * (0.5 + random.random()))
-            except SQLAlchemyError as exc:
-                raise StoreError(
-                    f"cannot open the store {_redacted(self.url)}: {exc.__class__.__name__}: {exc}"
-                ) from exc
+    def _session(self) -> AbstractContextManager[Session]:
+        return session_scope(self._sessions, self.url)
 
     # -- sweeps --------------------------------------------------------------------------------------
     def create_sweep(
@@ -418,12 +291,6 @@ class Store:
             out.setdefault(row.trial_id, {})[row.name] = row.value
         return out
 
-    @staticmethod
-    def _require_trial(session: Session, trial_id: int) -> None:
-        """An unknown id is a StoreError, not the foreign-key IntegrityError an insert would raise."""
-        if session.get(TrialRow, trial_id) is None:
-            raise StoreError(f"no trial with id {trial_id}")
-
     def _transition(self, session: Session, trial_id: int, new: TrialState) -> TrialRow:
         row = session.get(TrialRow, trial_id, with_for_update=True)
         if row is None:
@@ -500,142 +367,3 @@ class Store:
                 )
             )
             return [_trial_record(r, {}) for r in rows]
-
-    # -- per-trial data -------------------------------------------------------------------------------
-    def record_metrics(self, trial_id: int, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Per-epoch metrics; also advances the trial's fidelity to ``epoch``."""
-        with self._session() as session:
-            self._require_trial(session, trial_id)
-            session.add_all(
-                TrialMetricRow(
-                    trial_id=trial_id, epoch=epoch, name=k, value=None if math.isnan(v) else float(v)
-                )
-                for k, v in metrics.items()
-            )
-            session.execute(
-                update(TrialRow).where(TrialRow.id == trial_id).values(fidelity=epoch, heartbeat_at=utcnow())
-            )
-
-    def metrics(self, trial_id: int) -> list[dict[str, Any]]:
-        """Per-epoch metrics as rows {"epoch", name: value, ...} in epoch order (NaN for NULL)."""
-        with self._session() as session:
-            rows = session.scalars(
-                select(TrialMetricRow)
-                .where(TrialMetricRow.trial_id == trial_id)
-                .order_by(TrialMetricRow.epoch)
-            )
-            by_epoch: dict[int, dict[str, Any]] = {}
-            for row in rows:
-                by_epoch.setdefault(row.epoch, {"epoch": row.epoch})[row.name] = (
-                    math.nan if row.value is None else row.value
-                )
-            return list(by_epoch.values())
-
-    def record_cost(self, trial_id: int, report: Mapping[str, Any]) -> None:
-        """Store (or replace) a trial's hardware cost report (``CostReport.to_dict()``)."""
-        with self._session() as session:
-            self._require_trial(session, trial_id)
-            session.execute(delete(HWCostRow).where(HWCostRow.trial_id == trial_id))
-            session.add(
-                HWCostRow(
-                    trial_id=trial_id,
-                    formula_version=str(report.get("formula_version", "")),
-                    totals=dict(report.get("totals", {})),
-                    report=dict(report),
-                )
-            )
-            # The cost is part of the trial: readers asking what changed since a time see it.
-            session.execute(update(TrialRow).where(TrialRow.id == trial_id).values(updated_at=utcnow()))
-
-    def costs(self, trial_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """The cost reports of those of ``trial_ids`` that have one, by trial id."""
-        with self._session() as session:
-            rows = session.scalars(select(HWCostRow).where(HWCostRow.trial_id.in_(list(trial_ids))))
-            return {r.trial_id: dict(r.report) for r in rows}
-
-    def add_artifact(self, trial_id: int, kind: str, path: str, sha256: str) -> None:
-        with self._session() as session:
-            self._require_trial(session, trial_id)
-            session.add(ArtifactRow(trial_id=trial_id, kind=kind, path=path, sha256=sha256))
-
-    def artifacts(self, trial_id: int) -> list[dict[str, str]]:
-        """A trial's artifacts in the order they were added (the last checkpoint is the newest)."""
-        with self._session() as session:
-            rows = session.scalars(
-                select(ArtifactRow).where(ArtifactRow.trial_id == trial_id).order_by(ArtifactRow.id)
-            )
-            return [{"kind": r.kind, "path": r.path, "sha256": r.sha256} for r in rows]
-
-    def record_rung(
-        self, trial_id: int, bracket: int, milestone: int, point: Sequence[float]
-    ) -> tuple[list[list[float]], int]:
-        """Record a trial's ASHA point at a rung (once: a retried trial keeps its first point). Returns the
-        points of every trial of its sweep at that rung in recording order (infinities as such) and the
-        index of this trial's point among them."""
-        stored = [None if math.isinf(v) else float(v) for v in point]  # JSON has no infinity
-        with self._session() as session:
-            sweep_id = session.scalar(select(TrialRow.sweep_id).where(TrialRow.id == trial_id))
-            if sweep_id is None:
-                raise StoreError(f"no trial with id {trial_id}")
-            known = session.scalar(
-                select(TrialRungRow.id).where(
-                    TrialRungRow.trial_id == trial_id, TrialRungRow.milestone == milestone
-                )
-            )
-            if known is None:
-                session.add(
-                    TrialRungRow(
-                        sweep_id=sweep_id,
-                        trial_id=trial_id,
-                        bracket=bracket,
-                        milestone=milestone,
-                        point=stored,
-                    )
-                )
-                session.flush()
-            rows = session.execute(
-                select(TrialRungRow.trial_id, TrialRungRow.point)
-                .where(
-                    TrialRungRow.sweep_id == sweep_id,
-                    TrialRungRow.bracket == bracket,
-                    TrialRungRow.milestone == milestone,
-                )
-                .order_by(TrialRungRow.id)
-            ).all()
-        points = [[math.inf if v is None else v for v in row.point] for row in rows]
-        return points, next(i for i, row in enumerate(rows) if row.trial_id == trial_id)
-
-    def record_worker(self, trial_id: int, *, worker: str, host: str) -> None:
-        """Name the process and host that run a RUNNING trial (a remote executor learns them at start).
-
-        A trial no longer RUNNING (already finished or requeued) is left as it is.
-        """
-        with self._session() as session:
-            session.execute(
-                update(TrialRow)
-                .where(TrialRow.id == trial_id, TrialRow.state == TrialState.RUNNING.value)
-                .values(worker=worker, host=host, heartbeat_at=utcnow())
-            )
-
-
-def _create_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StoreError(
-            f"store URL {url!r} is not a database URL; use sqlite:///FILE.db or postgresql+psycopg://HOST/DB"
-        ) from exc
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise StoreError(f"store backend {backend!r} is not supported; allowed: sqlite, postgresql")
-    if backend == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we ship
-    try:
-        if backend == "sqlite":
-            engine = create_engine(parsed, connect_args={"timeout": 30})
-            event.listen(engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
-    except (NoSuchModuleError, ArgumentError) as exc:
-        raise StoreError(f"cannot use store URL {_redacted(url)}: {exc}") from exc
-    return engine

@@ -159,7 +159,9 @@ def test_a_store_at_the_first_schema_is_migrated_without_losing_trials(sqlite_ur
             )
         )
     store = Store(sqlite_url)
-    (trial,) = store.trials(store.get_sweep("old").id)
+    sweep = store.get_sweep("old")
+    assert sweep is not None
+    (trial,) = store.trials(sweep.id)
     assert trial.params == {"n_conv": 1} and trial.fidelity == 5 and trial.replicate_of is None
     with store.engine.connect() as conn:
         head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from search.storage import _store as store_module
+from search.storage import _trial_data as trial_data_module
 from search.storage._schema import FINISHED_STATES, TrialState
 from search.storage._store import Store, StoreError, SweepRecord
 
 
 class Clock:
-    """Stands in for the store's ``utcnow``; moves only when told to."""
+    """Stands in for ``utcnow`` in the store's modules that stamp times; moves only when told to."""
 
     def __init__(self) -> None:
         self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -38,6 +39,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(store_module, "utcnow", fake)
+    monkeypatch.setattr(trial_data_module, "utcnow", fake)
     return fake
 
 
