@@ -140,14 +140,23 @@ class Priced:
 
 
 def price(
-    config: Mapping[str, Any], task_config: TaskConfig, hardware: HardwareConfig, objectives: Sequence[str]
+    config: Mapping[str, Any],
+    task_config: TaskConfig,
+    hardware: HardwareConfig,
+    objectives: Sequence[str],
+    *,
+    pruned: bool = False,
 ) -> Priced | str:
     """Build the model of a canonical config and cost it: a :class:`Priced`, or why hls4ml cannot convert
-    it (the config is then rejected without training). Raises what model building raises."""
+    it (the config is then rejected without training). ``pruned`` costs it at its target sparsity, as it
+    ends training (the masks are applied to the fresh weights); the model is then not for training.
+    Raises what model building raises."""
     from hw_models import HWError, estimate
 
     task = job_task(task_config)
     model = task.build_model(config)
+    if pruned and float(config.get("sparsity", 0.0)) > 0:
+        model.before_epoch(1, 1)  # a 1-epoch schedule is at the target from its first epoch
     try:
         report = estimate(task.on_chip(model), task.input_shape, hw_settings(hardware))
     except HWError as exc:
@@ -176,7 +185,7 @@ def cost_oracle(
 
     def costs_of(config: Mapping[str, Any]) -> Mapping[str, float] | str:
         torch.manual_seed(0)  # quantized costs count weights that do not round to 0: fix the initial weights
-        priced = price(config, task_config, hardware, objectives)
+        priced = price(config, task_config, hardware, objectives, pruned=True)
         if isinstance(priced, str):
             return priced
         return over_budget(priced.report, budgets) or priced.costs
