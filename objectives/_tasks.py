@@ -203,9 +203,7 @@ class _EcontTask(Task):
         metrics = emd_hex(data.val_raw, cells).as_dict()
         metrics["val_loss"] = float(self.loss(pred, data.val_x))
         # Collapse detector: collapsed (0/1), constant_emd, emd_ratio, output_spread.
-        metrics.update(
-            collapse_metrics(metrics["emd_mean"], cells, data.val_raw, from_8x8(data.train_x), cache_key=data)
-        )
+        metrics.update(collapse_metrics(metrics["emd_mean"], cells, data.val_raw, from_8x8(data.train_x)))
         return metrics
 
 
