@@ -4,6 +4,8 @@ Usage:
   .venv/bin/python benchmarks/collapse.py sample  --out FILE.jsonl [--configs 25] [--space-seed 0] [--seed 0]
   .venv/bin/python benchmarks/collapse.py ablate  --out FILE.jsonl [--which NAME[,NAME...]]
   .venv/bin/python benchmarks/collapse.py report  FILE.jsonl [FILE.jsonl ...]
+  .venv/bin/python benchmarks/collapse.py rerun SAMPLE.jsonl --draws 7,12 --variant '{"config": {"sparsity": 0}}' --out F
+  .venv/bin/python benchmarks/collapse.py signal --out FILE.jsonl --configs 20
 
 Data: the real ttbar sample (../shared/data/econt/ttbar_0PU.csv), the task's seeded split of its first
 25,000 rows (20,000 training rows, the first 3,000 validation rows scored), loss ``cwmse`` unless a
@@ -393,6 +395,17 @@ def part_signal(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]
             )
 
 
+def part_rerun(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> None:
+    """Rerun draws ``--draws`` of a sample file (``files[0]``) with one ``--variant`` (JSON, as in ABLATIONS);
+    how the [diag*] and [*remaining*] groups of collapse.txt were made."""
+    rows = [json.loads(line) for line in Path(args.files[0]).read_text().splitlines() if line.strip()]
+    by_draw = {r["draw"]: r for r in rows if r.get("part") == "sample" and not r.get("infeasible")}
+    variant = json.loads(args.variant)
+    for draw in (int(d) for d in args.draws.split(",")):
+        row = run(by_draw[draw]["config"], seed=args.seed, variant=dict(variant))
+        emit({"part": "ablate", "group": "rerun", "label": f"draw{draw} {args.variant}", **row})
+
+
 def part_ablate(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> None:
     names = args.which.split(",") if args.which else list(ABLATIONS)
     for name in names:
@@ -495,7 +508,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("part", choices=("sample", "ablate", "report", "constant", "signal"))
+    parser.add_argument("part", choices=("sample", "ablate", "report", "constant", "signal", "rerun"))
     parser.add_argument("files", nargs="*")
     parser.add_argument("--out")
     parser.add_argument("--tag", default="")
@@ -503,6 +516,8 @@ def main() -> None:
     parser.add_argument("--space-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--which", default="")
+    parser.add_argument("--draws", default="")
+    parser.add_argument("--variant", default="{}")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "report":
@@ -524,6 +539,8 @@ def main() -> None:
         part_sample(args, emit)
     elif args.part == "signal":
         part_signal(args, emit)
+    elif args.part == "rerun":
+        part_rerun(args, emit)
     else:
         part_ablate(args, emit)
 

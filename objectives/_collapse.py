@@ -10,10 +10,11 @@ score a little better than the mean image is still caught.
 
 from __future__ import annotations
 
+import hashlib
 import math
-import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,8 +36,19 @@ COLLAPSE_METRICS: Mapping[str, Literal["minimize", "maximize"]] = {
     "output_spread": "maximize",  # spread of the outputs across rows / spread of the inputs
 }
 
-# The constant-output EMD depends only on the data; it is computed once per TaskData object.
-_CONSTANT_EMD: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+# The constant-output EMD depends only on the data: cached by a digest of the arrays (a trial's final
+# evaluation and every per-epoch rung evaluation of a subsample reuse it), the most recent few kept.
+_CONSTANT_EMD: OrderedDict[str, float] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha1()
+    for array in arrays:
+        contiguous = np.ascontiguousarray(array)
+        h.update(str((contiguous.shape, contiguous.dtype.str)).encode())
+        h.update(contiguous.tobytes())
+    return h.hexdigest()
 
 
 def _unit_rows(cells: np.ndarray) -> np.ndarray:
@@ -61,23 +73,23 @@ def collapse_metrics(
     pred_cells: np.ndarray,
     val_raw: np.ndarray,
     train_cells: np.ndarray | torch.Tensor,
-    *,
-    cache_key: object | None = None,
 ) -> dict[str, float]:
     """``collapsed`` (0/1), ``constant_emd``, ``emd_ratio`` and ``output_spread`` of a trained model.
 
     ``emd_mean`` is the model's mean EMD on ``val_raw`` (N, 48), ``pred_cells`` its (N, 48) outputs
     (negatives already clipped), ``train_cells`` the training inputs in CALQ order, whose mean image is
     the constant-output model. Collapsed: ``emd_mean >= COLLAPSE_EMD_RATIO * constant_emd`` (an infinite
-    EMD, every output summing to 0, included) or ``output_spread < COLLAPSE_SPREAD_RATIO``. With a
-    ``cache_key`` (weak-referenceable, e.g. the TaskData) the constant-output EMD is computed once per key.
+    EMD, every output summing to 0, included) or ``output_spread < COLLAPSE_SPREAD_RATIO``. The
+    constant-output EMD is computed once per distinct (val_raw, train_cells) pair.
     """
-    constant = _CONSTANT_EMD.get(cache_key) if cache_key is not None else None
+    train = train_cells.detach().double().numpy() if isinstance(train_cells, torch.Tensor) else train_cells
+    key = _digest(np.asarray(val_raw), np.asarray(train))
+    constant = _CONSTANT_EMD.get(key)
     if constant is None:
-        train = train_cells.double().numpy() if isinstance(train_cells, torch.Tensor) else train_cells
         constant = constant_output_emd(train, val_raw)
-        if cache_key is not None:
-            _CONSTANT_EMD[cache_key] = constant
+        _CONSTANT_EMD[key] = constant
+        while len(_CONSTANT_EMD) > _CACHE_SIZE:
+            _CONSTANT_EMD.popitem(last=False)
     input_spread = row_spread(val_raw)
     spread = row_spread(pred_cells) / input_spread if input_spread > 0 else 0.0
     ratio = emd_mean / constant if constant > 0 else math.inf

@@ -130,9 +130,7 @@ class EcontTask(Task):
         cells = from_8x8(pred).clamp_min(0.0).double().numpy()
         metrics = emd_hex(data.val_raw, cells).as_dict()
         metrics["val_loss"] = float(self.loss(pred, data.val_x))
-        metrics.update(
-            collapse_metrics(metrics["emd_mean"], cells, data.val_raw, from_8x8(data.train_x), cache_key=data)
-        )
+        metrics.update(collapse_metrics(metrics["emd_mean"], cells, data.val_raw, from_8x8(data.train_x)))
         return metrics
 
 

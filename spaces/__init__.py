@@ -2,11 +2,12 @@
 spaces and presets, and the registry of model families (autoencoders built from a config and an input
 shape; a task names its family, the family knows no task)."""
 
+from ._autoencoders import ConvAutoencoder, DenseAutoencoder
 from ._builtin import PRESET_NAMES, SPACE_NAMES, get_preset, get_space
 from ._constraints import Constraint
 from ._errors import Infeasible, SpaceError
 from ._families import FamilyBuilder, build_model, family_names, register_family
-from ._models import Autoencoder, ConvAutoencoder, DenseAutoencoder, ModelInput
+from ._models import Autoencoder, ModelInput
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
 from ._space import Space
 

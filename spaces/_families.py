@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._autoencoders import CONV_FAMILY, DENSE_FAMILY, ConvAutoencoder, DenseAutoencoder
 from ._errors import SpaceError
-from ._models import CONV_FAMILY, DENSE_FAMILY, Autoencoder, ConvAutoencoder, DenseAutoencoder, ModelInput
+from ._models import Autoencoder, ModelInput
 from ._nets import DENSE_NET_FAMILY, STRIP_FAMILY, DenseNet, StripCNN
 
 FamilyBuilder = Callable[[Mapping[str, Any], ModelInput], Autoencoder]

@@ -76,3 +76,23 @@ def test_the_thresholds() -> None:
     flat = np.tile(varied[:1], (50, 1))
     assert row_spread(flat) < 1e-12
     assert collapse_metrics(0.1 * constant, flat, val_raw, train_cells)["collapsed"] == 1.0
+
+
+def test_the_constant_output_emd_is_computed_once_per_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    import objectives._collapse as collapse
+
+    calls = []
+    real = collapse.constant_output_emd
+
+    def counting(train_cells: np.ndarray, val_raw: np.ndarray) -> float:
+        calls.append(1)
+        return real(train_cells, val_raw)
+
+    monkeypatch.setattr(collapse, "constant_output_emd", counting)
+    rng = np.random.default_rng(3)
+    val_raw, train_cells, pred = rng.random((20, 48)), rng.random((30, 48)), rng.random((20, 48))
+    first = collapse_metrics(1.0, pred, val_raw, train_cells)
+    second = collapse_metrics(2.0, pred, val_raw, train_cells.copy())  # equal content, another array
+    assert len(calls) == 1 and first["constant_emd"] == second["constant_emd"]
+    collapse_metrics(1.0, pred, val_raw[:10], train_cells)  # a subsample is other data
+    assert len(calls) == 2
