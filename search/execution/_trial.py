@@ -12,6 +12,8 @@ import hashlib
 import io
 import logging
 import math
+import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +56,9 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        parent = multiprocessing.parent_process()
+        if parent is not None and os.getppid() != parent.pid:
+            os._exit(1)  # the driver died while this worker started up, before the signal was armed
     torch.set_num_threads(1)
 
 
