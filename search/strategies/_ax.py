@@ -55,16 +55,16 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
-from search.strategies._base import CostOracle, Strategy, StrategyError, _Option, register_strategy
-from spaces import Space, SpaceError
+from search._types import Completed, Failed, Outcome, Proposal, Pruned, Rejected
+from search.strategies._base import Strategy, StrategyError, _Option, register_strategy
+from spaces import SpaceError
 
 if TYPE_CHECKING:
     from ax.api.client import Client
@@ -99,19 +99,7 @@ class AxStrategy(Strategy):
         "fill_random": _Option(False, bool),
     }
 
-    def __init__(
-        self,
-        space: Space,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        options: Mapping[str, Any],
-        reference_point: Mapping[str, float] | None = None,
-        costs: CostOracle | None = None,
-    ) -> None:
-        super().__init__(
-            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
-        )
+    def _setup(self) -> None:
         if self.options["thresholds"] is None and self.reference_point is not None:
             self.options["thresholds"] = self.reference_point  # Ax's thresholds = the sweep's reference point
         if self.options["fill_random"] and not self.options["background"]:
@@ -121,7 +109,7 @@ class AxStrategy(Strategy):
             )
         constraints = self._threshold_constraints()
         try:
-            parameters = space.to_ax()
+            parameters = self.space.to_ax()
         except SpaceError as exc:
             raise StrategyError(f"strategy 'ax' cannot express this space: {exc}") from exc
         from ax.api.client import Client  # Ax takes seconds to import: only when this strategy is used
@@ -130,15 +118,15 @@ class AxStrategy(Strategy):
         # Ax prints every trial at INFO on its own stderr handler; the driver reports progress itself.
         set_stderr_log_level(logging.WARNING)
         objective = ", ".join(("-" if o.direction == "minimize" else "") + o.name for o in self.objectives)
-        self._client = Client(random_seed=seed)
+        self._client = Client(random_seed=self.seed)
         self._objective = objective
         try:
-            self._client.configure_experiment(parameters=parameters, name=space.name)
+            self._client.configure_experiment(parameters=parameters, name=self.space.name)
             self._client.configure_optimization(objective=objective, outcome_constraints=constraints)
             self._client.configure_generation_strategy(
                 method="fast",
                 initialization_budget=self.options["n_sobol"],
-                initialization_random_seed=seed,
+                initialization_random_seed=self.seed,
                 # Never wait for initial results: a free worker must always get a proposal.
                 allow_exceeding_initialization_budget=True,
             )

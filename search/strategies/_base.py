@@ -124,6 +124,7 @@ class Strategy(ABC):
         self.options = dict(options)
         self.reference_point = dict(reference_point) if reference_point is not None else None
         self.costs = costs
+        self._setup()
         self._pending: set[str] = set()
         self._counts: Counter[str] = Counter()
 
@@ -162,6 +163,9 @@ class Strategy(ABC):
             raise StrategyError(f"observed config does not fit the space: {exc}") from exc
         self._observe(canonical, outcome, values)
         self._counts[_outcome_kind(outcome)] += 1
+
+    def _setup(self) -> None:  # noqa: B027 - optional hook, a no-op for strategies without state
+        """Build the backend's state once the common attributes are set (instead of overriding __init__)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for strategies without resources
         """Release background resources (threads, processes); the strategy is not used afterwards."""

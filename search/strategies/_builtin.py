@@ -5,23 +5,22 @@ from __future__ import annotations
 import warnings
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
+from search._types import Completed, Failed, Outcome, Proposal, Pruned, Rejected
 from search.strategies._base import (
     FEASIBILITY_CONSTRAINT,
-    CostOracle,
     Strategy,
     StrategyError,
     _Option,
     register_strategy,
 )
-from spaces import Space, SpaceError
+from spaces import SpaceError
 
 
 @register_strategy
@@ -30,19 +29,7 @@ class RandomStrategy(Strategy):
 
     name = "random"
 
-    def __init__(
-        self,
-        space: Space,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        options: Mapping[str, Any],
-        reference_point: Mapping[str, float] | None = None,
-        costs: CostOracle | None = None,
-    ) -> None:
-        super().__init__(
-            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
-        )
+    def _setup(self) -> None:
         self._next_index = 0
 
     def _ask(self, n: int) -> list[Proposal]:
@@ -73,23 +60,11 @@ class GridStrategy(Strategy):
         "float_points": _Option(None, int, minimum=2, optional=True)
     }
 
-    def __init__(
-        self,
-        space: Space,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        options: Mapping[str, Any],
-        reference_point: Mapping[str, float] | None = None,
-        costs: CostOracle | None = None,
-    ) -> None:
-        super().__init__(
-            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
-        )
+    def _setup(self) -> None:
         float_points = self.options["float_points"]
         try:
-            self._size = space.grid_size(float_points=float_points)
-            self._points: Iterator[dict[str, Any]] = space.grid(float_points=float_points)
+            self._size = self.space.grid_size(float_points=float_points)
+            self._points: Iterator[dict[str, Any]] = self.space.grid(float_points=float_points)
         except SpaceError as exc:
             raise StrategyError(f"strategy 'grid' cannot enumerate this space: {exc}") from exc
         self._position = 0
@@ -122,19 +97,7 @@ class GridStrategy(Strategy):
 class OptunaStrategy(Strategy):
     """An in-memory Optuna study driven by ask/tell with define-by-run ``space.suggest``."""
 
-    def __init__(
-        self,
-        space: Space,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        options: Mapping[str, Any],
-        reference_point: Mapping[str, float] | None = None,
-        costs: CostOracle | None = None,
-    ) -> None:
-        super().__init__(
-            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
-        )
+    def _setup(self) -> None:
         with warnings.catch_warnings():
             # Options flagged experimental (TPE's group) are chosen deliberately for conditional spaces.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

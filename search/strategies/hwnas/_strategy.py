@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from search._types import Completed, Failed, Objective, Outcome, Proposal, Pruned, Rejected
-from search.strategies._base import CostOracle, StrategyError, _Option, register_strategy
+from search._types import Completed, Failed, Outcome, Proposal, Pruned, Rejected
+from search.strategies._base import StrategyError, _Option, register_strategy
 from search.strategies.hwnas._acquisition import _MC_SAMPLES, _Selection
 from search.strategies.hwnas._candidates import _config_key, _Record
 from search.strategies.hwnas._features import ConfigEncoder
 from search.strategies.hwnas._models import _DEFAULT_TREES, MODELS, QualityModel
-from spaces import Infeasible, Space
+from spaces import Infeasible
 
 DEFAULT_TRAINING_PARAMS = ("lr", "batch_size", "l1_reg", "l1")
 
@@ -39,19 +39,7 @@ class HwnasStrategy(_Selection):
         "training_params": _Option(None, list, optional=True),
     }
 
-    def __init__(
-        self,
-        space: Space,
-        objectives: Sequence[Objective],
-        *,
-        seed: int,
-        options: Mapping[str, Any],
-        reference_point: Mapping[str, float] | None = None,
-        costs: CostOracle | None = None,
-    ) -> None:
-        super().__init__(
-            space, objectives, seed=seed, options=options, reference_point=reference_point, costs=costs
-        )
+    def _setup(self) -> None:
         if self.options["trees"] is not None and self.options["model"] != "rf":
             raise StrategyError(
                 f"option 'trees' of strategy 'hwnas' applies only to model 'rf', got model "
@@ -59,7 +47,7 @@ class HwnasStrategy(_Selection):
             )
         self._training = self._training_params(self.options["training_params"])
         cost_names: set[str] = set()
-        if costs is not None:
+        if self.costs is not None:
             from hw_models import COST_QUANTITIES  # the oracle needs hw_models anyway
             from search._config import MODEL_METRICS
 
@@ -73,9 +61,9 @@ class HwnasStrategy(_Selection):
                 raise StrategyError(
                     f"reference point names unknown objective(s) {unknown}; objectives: {sorted(self._sign)}"
                 )
-        self._encoder = ConfigEncoder(space)
+        self._encoder = ConfigEncoder(self.space)
         self._trees = self.options["trees"] or _DEFAULT_TREES
-        self._quality_model = QualityModel(self.options["model"], seed, self._trees)
+        self._quality_model = QualityModel(self.options["model"], self.seed, self._trees)
         self._records = []
         self._seen = set()
         self._pending_configs = {}
@@ -95,7 +83,7 @@ class HwnasStrategy(_Selection):
         self._phase = "space-filling"
         self._explorations = 0
         self._encoded = {}
-        self._draws = np.random.default_rng([seed, 2**16]).standard_normal((_MC_SAMPLES, 4))
+        self._draws = np.random.default_rng([self.seed, 2**16]).standard_normal((_MC_SAMPLES, 4))
 
     # -- options -----------------------------------------------------------------------------------------
     def _training_params(self, given: list[Any] | None) -> frozenset[str]:
