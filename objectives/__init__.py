@@ -33,7 +33,7 @@ from objectives._registry import (
 )
 from objectives._synth import synth_econt, synth_waveform
 from objectives._tasks import Task, TaskData
-from objectives._train import TrainResult, TrainSettings, train
+from objectives._train import TRAIN_KEY_RANGES, TrainResult, TrainSettings, train
 from objectives._transform import denormalize, normalize, split_indices
 
 # The built-in tasks register themselves on import, through register_task like any plugin.
@@ -41,6 +41,7 @@ from objectives import _econt_task, _waveform_task  # noqa: F401  # isort: skip
 
 __all__ = [
     "CALQ_TO_PIXEL",
+    "TRAIN_KEY_RANGES",
     "DataError",
     "DivergedError",
     "EMDResult",

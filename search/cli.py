@@ -176,11 +176,13 @@ def _run(config: Any) -> None:
 
     _route_optuna_logging()
 
-    err.print(
-        f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
-        f"{config.strategy.name}, {config.executor.workers} worker(s), store {config.store}"
-    )
-    summary = run_sweep(config, progress=_trial_printer([o.name for o in config.objectives]))
+    def header() -> None:  # printed once the store opened: a refused config prints only its error
+        err.print(
+            f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
+            f"{config.strategy.name}, {config.executor.workers} worker(s), store {config.store}"
+        )
+
+    summary = run_sweep(config, progress=_trial_printer([o.name for o in config.objectives]), on_start=header)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.counts.items()))
     err.print(f"sweep {summary.name}: {counts}" + ("; interrupted" if summary.interrupted else ""))
     for note in summary.notes:
@@ -330,15 +332,23 @@ def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -
     """Check a sweep config and explain what is wrong and where."""
     from search._config import load_config
     from search.execution._loop import prepare
+    from search.execution._preflight import check_environment, feasibility
 
     _route_optuna_logging()
     config = load_config(file)
-    prepare(config)
+    space, _, strategy = prepare(config)  # the checks launch makes before it creates anything
+    strategy.close()
+    notes = check_environment(config)  # store, Ray address, CPUs: read-only, nothing started
+    warning = feasibility(config, space)
     out.print(
         f"{file}: valid. sweep {config.name}: task {config.task.name}, objectives "
         + ", ".join(f"{o.name} ({o.direction})" for o in config.objectives)
         + f", strategy {config.strategy.name}, {config.trials} trials x {config.epochs} epochs"
     )
+    for note in notes:
+        out.print(f"  {note}", highlight=False)
+    if warning is not None:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 @sweep_app.command("list")
