@@ -17,7 +17,6 @@ import numpy as np
 from objectives._errors import DataError
 from objectives._geometry import N_CELLS
 from objectives._io import (
-    _DEFAULT_CHUNK_ROWS,
     _FORMATS,
     KINDS,
     N_SAMPLES,
@@ -30,6 +29,10 @@ from objectives._io import (
     _ReadStats,
     _waveform_blocks,
 )
+
+# Rows parsed at a time by check_file: its peak memory is a few copies of one chunk (about 5 MB each for
+# 48 float64 columns) plus the bounded row-sum median, whatever the file's size.
+_CHECK_CHUNK_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ def check_file(path: str | os.PathLike[str], kind: Kind | None = None) -> FileSu
     header more than 49 columns means econt (the public headerless format), 49 waveform (time + samples),
     and for 48 columns integer values mean econt (ADC counts) and fractional ones waveform. Raises
     DataError as the loaders do, or for an unknown ``kind``.
+
+    Memory is bounded: rows are read in chunks of 16,384 and only running statistics are kept (the row-sum
+    median is exact up to a million rows, then estimated within 0.11 %: see ``_RowSumMedian``).
     """
     file = Path(path)
     if kind is not None and kind not in KINDS:
@@ -108,7 +114,9 @@ def check_file(path: str | os.PathLike[str], kind: Kind | None = None) -> FileSu
     kind = detected if kind is None else kind
     stats = _ReadStats()
     chunks: Iterator[np.ndarray] = (
-        _econt_blocks(file, _DEFAULT_CHUNK_ROWS, stats) if kind == "econt" else _waveform_blocks(file)
+        _econt_blocks(file, _CHECK_CHUNK_ROWS, stats)
+        if kind == "econt"
+        else _waveform_blocks(file, _CHECK_CHUNK_ROWS)
     )
     rows = nonzero = 0
     row_sums = _RowSumMedian()

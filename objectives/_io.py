@@ -312,15 +312,26 @@ def _waveform_blocks(file: Path, chunk_rows: int = _DEFAULT_CHUNK_ROWS) -> Itera
         raise DataError(f"{file}: no data rows")
 
 
-def load_waveform(path: str | os.PathLike[str]) -> np.ndarray:
+def load_waveform(path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
     """Read pulses as a float32 (N, 48) array from CSV or .npy.
 
     Rows hold 48 samples, or 49 values whose first (a time value) is dropped; a CSV header row is
     allowed. Raises DataError (naming file, line and the expectation) for a missing file, a wrong number
-    of columns, a non-numeric, NaN/inf or negative sample, or no rows. Memory: the float32 result plus
-    one float64 chunk of 100,000 rows being parsed.
+    of columns, a non-numeric, NaN/inf or negative sample, or no rows. With ``max_rows`` only the first
+    rows are read (and validated). Memory: the float32 result (twice while its chunks are joined) plus one
+    float64 chunk being parsed.
     """
-    return np.concatenate([values.astype(np.float32) for values in _waveform_blocks(Path(path))])
+    if max_rows is not None and max_rows < 1:
+        raise DataError(f"max_rows must be >= 1 or None, got {max_rows}")
+    chunk_rows = _DEFAULT_CHUNK_ROWS if max_rows is None else min(_DEFAULT_CHUNK_ROWS, max_rows)
+    chunks: list[np.ndarray] = []
+    collected = 0
+    for values in _waveform_blocks(Path(path), chunk_rows):
+        chunks.append(values.astype(np.float32))
+        collected += values.shape[0]
+        if max_rows is not None and collected >= max_rows:
+            break
+    return np.concatenate(chunks)[:max_rows]
 
 
 def _as_chunks(x: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:

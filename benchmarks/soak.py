@@ -1,0 +1,73 @@
+"""Soak: SIGKILL the driver of a small sweep at many random moments, resume each time, count the damage.
+
+    .venv/bin/python benchmarks/soak.py                      # 50 kills on SQLite, appends to soak.txt
+    .venv/bin/python benchmarks/soak.py --kills 10 --store postgresql+psycopg://postgres@127.0.0.1/DB
+
+Each round runs ``hwnas sweep launch`` (which continues the identical existing sweep) as a subprocess and
+SIGKILLs it after a random delay (uniform in --delay-min..--delay-max s: before, during and between
+trials); a last round runs the sweep to its end. The sweep: the built-in econt space, random strategy,
+1 epoch on 1,500 synthetic rows, 2 workers, heartbeat 0.5 s. The figures: kills, resumes, trials (the
+budget), completed, lost (trials left queued or running), duplicated (search trials with the config of
+another), counted (trials against the budget: no overshoot when it equals the budget), wall time. The
+same code runs in tests/reliability/test_soak.py with 10 kills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+
+from soak import soak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--delay-min", type=float, default=2.0)
+    parser.add_argument("--delay-max", type=float, default=10.0)
+    parser.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".txt"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or f"sqlite:///{Path(tmp) / 'soak.db'}"
+        load_before = os.getloadavg()
+        result = soak(
+            Path(tmp),
+            store,
+            kills=args.kills,
+            trials=args.trials,
+            seed=args.seed,
+            delay_s=(args.delay_min, args.delay_max),
+        )
+        load_after = os.getloadavg()
+    backend = store.split(":", 1)[0]
+    lines = [
+        f"## soak {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {backend}",
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
+        f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}",
+        f"delays {args.delay_min:g}..{args.delay_max:g} s, seed {args.seed}",
+        f"kills {result.kills}, resumes {result.resumes}, trials {result.trials}, completed {result.completed}, "
+        f"lost {result.lost}, duplicated {result.duplicated}, counted {result.counted}, "
+        f"wall {result.wall_s:.0f} s",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    with args.out.open("a") as handle:
+        handle.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
