@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/soak.py                      # 50 kills on SQLite, appends to soak.txt
     .venv/bin/python benchmarks/soak.py --kills 10 --store postgresql+psycopg://postgres@127.0.0.1/DB
 
-Each round runs ``hwnas sweep launch`` (which continues the identical existing sweep) as a subprocess and
-SIGKILLs it after a random delay (uniform in --delay-min..--delay-max s: before, during and between
-trials); a last round runs the sweep to its end. The sweep: the built-in econt space, random strategy,
+Each round runs ``hwnas sweep launch`` (which continues the identical existing sweep) as a subprocess,
+waits until it runs a trial and SIGKILLs it after a further random delay (uniform in
+--delay-min..--delay-max s: mid-trial, between trials, while it records); a last round runs the sweep to its end. The sweep: the built-in econt space, random strategy,
 1 epoch on 1,500 synthetic rows, 2 workers, heartbeat 0.5 s. The figures: kills, resumes, trials (the
 budget), completed, lost (trials left queued or running), duplicated (search trials with the config of
 another), counted (trials against the budget: no overshoot when it equals the budget), wall time. The
@@ -32,10 +32,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--kills", type=int, default=50)
-    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--delay-min", type=float, default=2.0)
-    parser.add_argument("--delay-max", type=float, default=10.0)
+    parser.add_argument("--delay-min", type=float, default=0.0)
+    parser.add_argument("--delay-max", type=float, default=5.0)
     parser.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".txt"))
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 """Kill the driver of a small sweep at random moments and resume it; count what was lost or trained twice.
 
 Used by ``tests/reliability/test_soak.py`` (10 kills) and ``benchmarks/soak.py`` (50 kills). Each round
-starts ``hwnas sweep launch`` (which continues an identical existing sweep) as a subprocess and SIGKILLs it
-after a random delay; a last round runs the sweep to its end. Workers die with their driver (PDEATHSIG).
+starts ``hwnas sweep launch`` (which continues an identical existing sweep) as a subprocess, waits until it
+runs a trial and SIGKILLs it after a further random delay (mid-trial, between trials or while it records); a last round runs the sweep to its end. Workers die with their driver (PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def soak(
     kills: int,
     trials: int,
     seed: int = 0,
-    delay_s: tuple[float, float] = (2.0, 10.0),
+    delay_s: tuple[float, float] = (0.0, 5.0),
     final_timeout_s: float = 900.0,
 ) -> SoakResult:
     """Run the soak; raises RuntimeError if a driver fails (exits non-zero) instead of being killed."""
@@ -72,12 +72,20 @@ def soak(
             launches += 1
             proc = subprocess.Popen([*HWNAS, "sweep", "launch", str(path)], stdout=log, stderr=log, env=env)
             try:
-                proc.wait(timeout=rng.uniform(*delay_s))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
+                running = _runs_a_trial(store, proc)
+            except RuntimeError:
+                proc.kill()
                 proc.wait()
-                killed += 1
-                continue
+                raise
+            if running:  # then kill it at a random moment of its run
+                try:
+                    proc.wait(timeout=rng.uniform(*delay_s))
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    killed += 1
+                    continue
+            proc.wait()
             if proc.returncode != 0:
                 raise RuntimeError(f"driver exited with {proc.returncode}; see {workdir / 'soak-driver.log'}")
             break  # the sweep finished before the next kill
@@ -98,6 +106,34 @@ def soak(
         log.close()
     wall = time.monotonic() - started
     return count(store, "soak", trials=trials, kills=killed, resumes=launches - 1, wall_s=wall)
+
+
+def _runs_a_trial(store_url: str, proc: subprocess.Popen[bytes], timeout_s: float = 600.0) -> bool:
+    """True once the driver ``proc`` has started a trial (its worker name ends in its pid), False if it
+    exits first (the sweep is done). Reads the store, creates nothing."""
+    import sqlalchemy
+
+    query = sqlalchemy.text("SELECT count(*) FROM trials WHERE state = 'RUNNING' AND worker LIKE :worker")
+    deadline = time.monotonic() + timeout_s
+    database = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else None
+    engine = None
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            if database is None or Path(database).exists():
+                engine = engine or sqlalchemy.create_engine(store_url)
+                try:
+                    with engine.connect() as connection:
+                        if connection.scalar(query, {"worker": f"%:{proc.pid}"}):
+                            return True
+                except sqlalchemy.exc.SQLAlchemyError:
+                    pass  # the driver is creating the store
+            time.sleep(0.2)
+    finally:
+        if engine is not None:
+            engine.dispose()
+    raise RuntimeError(f"the driver started no trial in {timeout_s:g} s")
 
 
 def count(
