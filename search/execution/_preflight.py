@@ -158,7 +158,42 @@ def check_environment(config: SweepConfig) -> list[str]:
     """What launch checks when it starts, checked without creating anything: the store URL (and an
     existing SQLite file or a PostgreSQL server), the Ray address and the CPUs. Returns notes on what was
     and was not checked; raises SweepError for a problem."""
-    return [check_store(config.store), *check_executor(config.executor)]
+    return [check_store(config.store), *check_sweep_name(config), *check_executor(config.executor)]
+
+
+def check_sweep_name(config: SweepConfig) -> list[str]:
+    """SweepError if the store (read-only, when it exists) holds a sweep of this name with another config,
+    which launch refuses; nothing is created or migrated."""
+    from sqlalchemy.engine import make_url
+
+    from search.results import Results, ResultsError
+
+    if make_url(config.store).get_backend_name() == "sqlite":
+        path = _sqlite_file(config.store)
+        if path is None or not path.is_file():
+            return []
+    try:
+        with Results.open(config.store) as results:
+            existing = results.get_sweep(config.name)
+    except ResultsError as exc:
+        return [f"sweep name not checked against the store ({exc})"]
+    if existing is None:
+        return [f"sweep {config.name}: new in this store"]
+    if existing.config_hash != config.fingerprint():
+        raise _error(
+            f"a sweep named {config.name!r} already exists in the store with a different config; choose "
+            f"another name (--name) or resume it with `hwnas sweep resume {config.name}`"
+        )
+    return [f"sweep {config.name}: exists with this config; launch continues it"]
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
 
 
 def check_store(url: str) -> str:

@@ -250,3 +250,26 @@ def test_validate_warns_when_no_sampled_config_is_within_the_budgets(tmp_path: P
     result = runner.invoke(app, ["sweep", "validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "is within the budgets (bops <= 1)" in " ".join(result.output.split())
+
+
+def test_validate_refuses_a_stored_sweep_of_the_same_name_with_another_config(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from search._config import parse_config
+    from search.execution._setup import open_sweep
+
+    store = Store(sqlite_url)
+    open_sweep(store, parse_config(tiny_sweep(sqlite_url)))
+    store.close()
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    same, other = tmp_path / "same.yaml", tmp_path / "other.yaml"
+    same.write_text(yaml.safe_dump(tiny_sweep(sqlite_url)))
+    other.write_text(yaml.safe_dump(tiny_sweep(sqlite_url, epochs=2)))
+    before = _snapshot(tmp_path, database)
+    result = runner.invoke(app, ["sweep", "validate", str(same)])
+    assert result.exit_code == 0 and "exists with this config; launch continues it" in result.output
+    _refused(
+        ["sweep", "validate", str(other)],
+        "a sweep named 'tiny' already exists in the store with a different config",
+    )
+    assert _snapshot(tmp_path, database) == before
