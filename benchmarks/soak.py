@@ -36,6 +36,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--delay-min", type=float, default=0.0)
     parser.add_argument("--delay-max", type=float, default=5.0)
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop killing after this wall time (kills done are reported)",
+    )
     parser.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".txt"))
     args = parser.parse_args()
@@ -49,6 +55,7 @@ def main() -> None:
             trials=args.trials,
             seed=args.seed,
             delay_s=(args.delay_min, args.delay_max),
+            kill_for_s=None if args.max_minutes is None else 60 * args.max_minutes,
         )
         load_after = os.getloadavg()
     backend = store.split(":", 1)[0]
@@ -57,7 +64,9 @@ def main() -> None:
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
         f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
         f"after: {' '.join(f'{x:.2f}' for x in load_after)}",
-        f"delays {args.delay_min:g}..{args.delay_max:g} s, seed {args.seed}",
+        f"delays {args.delay_min:g}..{args.delay_max:g} s after the driver started a trial, seed {args.seed}; "
+        f"kills asked {args.kills}"
+        + (f", killing stopped after {args.max_minutes:g} min" if args.max_minutes is not None else ""),
         f"kills {result.kills}, resumes {result.resumes}, trials {result.trials}, completed {result.completed}, "
         f"lost {result.lost}, duplicated {result.duplicated}, counted {result.counted}, "
         f"wall {result.wall_s:.0f} s",

@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -54,6 +55,8 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the driver died before prctl took effect: the signal will never come
+            os._exit(1)
     torch.set_num_threads(1)
 
 

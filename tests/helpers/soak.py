@@ -58,8 +58,13 @@ def soak(
     seed: int = 0,
     delay_s: tuple[float, float] = (0.0, 5.0),
     final_timeout_s: float = 900.0,
+    kill_for_s: float | None = None,
 ) -> SoakResult:
-    """Run the soak; raises RuntimeError if a driver fails (exits non-zero) instead of being killed."""
+    """Run the soak; raises RuntimeError if a driver fails (exits non-zero) instead of being killed.
+
+    ``kill_for_s`` stops killing after that much wall time (the kills done are reported), then the last
+    round runs the sweep to its end.
+    """
     path = workdir / "soak.yaml"
     path.write_text(yaml.safe_dump(soak_config(store, trials=trials, seed=seed)))
     rng = random.Random(seed)
@@ -68,7 +73,7 @@ def soak(
     log = (workdir / "soak-driver.log").open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
-        while killed < kills:
+        while killed < kills and (kill_for_s is None or time.monotonic() - started < kill_for_s):
             launches += 1
             proc = subprocess.Popen([*HWNAS, "sweep", "launch", str(path)], stdout=log, stderr=log, env=env)
             try:
