@@ -36,7 +36,7 @@ from objectives._registry import (
 )
 from objectives._synth import synth_econt, synth_waveform
 from objectives._tasks import Task, TaskData, summarize
-from objectives._train import TrainResult, TrainSettings, train
+from objectives._train import TRAIN_KEY_RANGES, TrainResult, TrainSettings, train
 from objectives._transform import denormalize, normalize, split_indices
 from objectives._trigger import synth_trigger
 
@@ -47,6 +47,7 @@ from objectives import _trigger_task  # noqa: F401  # isort: skip
 __all__ = [
     "CALQ_TO_PIXEL",
     "ENTRY_POINT_GROUP",
+    "TRAIN_KEY_RANGES",
     "DataError",
     "DivergedError",
     "EMDResult",

@@ -290,30 +290,48 @@ def load_econt(path: str | os.PathLike[str], *, max_rows: int | None = None) -> 
     return np.concatenate(chunks)[:max_rows]
 
 
-def load_waveform(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read pulses as a float32 (N, 48) array from CSV or .npy.
-
-    Rows hold 48 samples, or 49 values whose first (a time value) is dropped; a CSV header row is
-    allowed. Raises DataError (naming file, line and the expectation) for a missing file, a wrong number
-    of columns, a non-numeric, NaN/inf or negative sample, or no rows.
-    """
-    file = Path(path)
+def _waveform_blocks(file: Path, chunk_rows: int = _DEFAULT_CHUNK_ROWS) -> Iterator[NDArray[np.float64]]:
+    """Validated (rows, 48) float64 chunks of a waveform file, streamed (DataError as :func:`load_waveform`)."""
+    rows = 0
     if file.suffix.lower() == ".npy":
-        blocks = list(_npy_blocks(file, (N_SAMPLES, N_SAMPLES + 1), _DEFAULT_CHUNK_ROWS))
-        where, names = "row", SAMPLE_NAMES
+        for values, numbers in _npy_blocks(file, (N_SAMPLES, N_SAMPLES + 1), chunk_rows):
+            _check_values(file, values, numbers, "row", SAMPLE_NAMES, "sample")
+            rows += values.shape[0]
+            yield values
     else:
         with _open_text(file) as handle:
             number, fields = _first_line(file, handle)
             layout = _waveform_layout(file, number, fields)
             if not layout.header:
                 _rewind_to(handle, number)
-            blocks = list(_csv_blocks(file, handle, layout, _DEFAULT_CHUNK_ROWS))
-        where, names = "line", layout.labels
-    for values, numbers in blocks:
-        _check_values(file, values, numbers, where, names, "sample")
-    if not blocks or sum(values.shape[0] for values, _ in blocks) == 0:
+            for values, numbers in _csv_blocks(file, handle, layout, chunk_rows):
+                _check_values(file, values, numbers, "line", layout.labels, "sample")
+                rows += values.shape[0]
+                yield values
+    if rows == 0:
         raise DataError(f"{file}: no data rows")
-    return np.concatenate([values for values, _ in blocks]).astype(np.float32)
+
+
+def load_waveform(path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
+    """Read pulses as a float32 (N, 48) array from CSV or .npy.
+
+    Rows hold 48 samples, or 49 values whose first (a time value) is dropped; a CSV header row is
+    allowed. Raises DataError (naming file, line and the expectation) for a missing file, a wrong number
+    of columns, a non-numeric, NaN/inf or negative sample, or no rows. With ``max_rows`` only the first
+    rows are read (and validated). Memory: the float32 result (twice while its chunks are joined) plus one
+    float64 chunk being parsed.
+    """
+    if max_rows is not None and max_rows < 1:
+        raise DataError(f"max_rows must be >= 1 or None, got {max_rows}")
+    chunk_rows = _DEFAULT_CHUNK_ROWS if max_rows is None else min(_DEFAULT_CHUNK_ROWS, max_rows)
+    chunks: list[np.ndarray] = []
+    collected = 0
+    for values in _waveform_blocks(Path(path), chunk_rows):
+        chunks.append(values.astype(np.float32))
+        collected += values.shape[0]
+        if max_rows is not None and collected >= max_rows:
+            break
+    return np.concatenate(chunks)[:max_rows]
 
 
 def _as_chunks(x: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray]:

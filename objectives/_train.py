@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from objectives._errors import DivergedError, ObjectivesError
 from objectives._tasks import Task, TaskData, predict
+from spaces import ValueRange
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,14 @@ class TrainSettings:
             problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if problems:
             raise ObjectivesError("invalid TrainSettings: " + "; ".join(problems))
+
+
+# The ranges of the training keys a trial reads from its config (``batch_size``, ``lr``: TrainSettings'
+# fields), which ``hwnas sweep validate`` checks every space against (with spaces.MODEL_KEY_RANGES).
+TRAIN_KEY_RANGES: Mapping[str, ValueRange] = {
+    "batch_size": ValueRange(1, integer=True, meaning="rows per training step"),
+    "lr": ValueRange(0, low_open=True, meaning="Adam learning rate"),
+}
 
 
 @dataclass(frozen=True)

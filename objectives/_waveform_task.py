@@ -48,7 +48,7 @@ class WaveformTask(Task):
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
         """(N, 48) float32 pulses from a CSV (48 samples, or time + 48) or .npy file."""
-        return load_waveform(path)[:max_rows]
+        return load_waveform(path, max_rows=max_rows)
 
     def synthesize(self, rows: int, *, seed: int, **options: float) -> np.ndarray:
         self.check_synth_options(options)

@@ -16,8 +16,11 @@ Example (examples/quick.yaml)::
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -234,13 +237,19 @@ class SweepConfig(_Frozen):
         metrics = get_task(self.task.name).metric_directions
         allowed = [*metrics, *COST_QUANTITIES, *MODEL_METRICS]
         names = [o.name for o in self.objectives]
-        for name in names:
+        for index, name in enumerate(names):
             if name not in allowed:
-                raise ValueError(f"unknown objective {name!r}; allowed: {', '.join(allowed)}")
+                raise ValueError(
+                    f"objectives[{index}]: unknown objective {name!r}{_did_you_mean(name, allowed)}; "
+                    f"allowed: {', '.join(allowed)}"
+                )
         if len(set(names)) != len(names):
             raise ValueError(f"objectives repeat a name: {names}")
-        for text in self.budgets:
-            Budget.parse(text)
+        for index, text in enumerate(self.budgets):
+            try:
+                Budget.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"budgets[{index}]: {exc}") from None
         if self.scheduler.grace_period is not None and self.scheduler.grace_period >= self.epochs:
             raise ValueError(
                 f"scheduler.grace_period {self.scheduler.grace_period} must be below epochs {self.epochs}"
@@ -278,13 +287,59 @@ class SweepConfig(_Frozen):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+# -- messages: "did you mean", key paths (reliability, issue 14) ----------------------------------------
+_KEY_PATH = re.compile(r"^(\w+\[\d+\]): ")
+
+
+def _did_you_mean(word: str, allowed: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed in the mapping that holds ``loc``'s last key (nested config models only)."""
+    model: Any = SweepConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"line {line}: duplicate key {key!r} (first given on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+# -- end of messages ---------------------------------------------------------------------------------
+
+
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid sweep config ({error.error_count()} problem(s)):"]
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"] and (match := _KEY_PATH.match(message)):
+            where, message = match.group(1), message[match.end() :]
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
+            key = str(item["loc"][-1]) if item["loc"] else ""
+            message = "unknown key" + _did_you_mean(key, _keys_at(tuple(item["loc"])))
         elif item["type"] == "literal_error":
             message = f"got {item['input']!r}; {message.lower()}"
         lines.append(f"  - {where}: {message}")
@@ -305,7 +360,7 @@ def load_config(path: str | Path, **overrides: Any) -> SweepConfig:
     """Read and validate a sweep YAML file; ``overrides`` replace top-level keys (e.g. store=...)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such sweep config file") from None
     except yaml.YAMLError as exc:

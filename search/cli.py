@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -18,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.cells import cell_len
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
+
+from search._cli_output import _fmt, _print_confirmed, _print_front, _print_rows, _trial_printer, err, out
 
 if TYPE_CHECKING:
     from search.results import Results
@@ -69,8 +66,6 @@ app = typer.Typer(
 sweep_app = typer.Typer(help="Launch, resume, validate and inspect sweeps.", no_args_is_help=True)
 app.add_typer(sweep_app, name="sweep")
 
-out = Console()
-err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,39 +148,19 @@ def _open_results(store: str | None) -> Results:
     return Results.open(_store_url(store))
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isinf(value) or math.isnan(value):
-            return str(value)
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    return str(value)
-
-
-def _trial_printer(objectives: list[str]) -> Callable[[Any, int, int], None]:
-    def print_trial(trial: Any, done: int, total: int) -> None:
-        values = ", ".join(f"{k}={_fmt(trial.results[k])}" for k in objectives if k in trial.results)
-        detail = values or (trial.error or "")
-        replicate = f" (replicate of {trial.replicate_of})" if trial.replicate_of is not None else ""
-        err.print(
-            f"[{done}/{total}] trial {trial.number}{replicate} {trial.state.value}: {detail}",
-            highlight=False,
-            markup=False,
-        )
-
-    return print_trial
-
-
 def _run(config: Any) -> None:
     from search.execution._loop import run_sweep
     from search.storage import DEFAULT_STORE_URL
 
     _route_optuna_logging()
 
-    err.print(
-        f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
-        f"{config.strategy.name}, {config.executor.workers} worker(s), store {config.store}"
-    )
-    summary = run_sweep(config, progress=_trial_printer([o.name for o in config.objectives]))
+    def header() -> None:  # printed once the store opened: a refused config prints only its error
+        err.print(
+            f"sweep [bold]{config.name}[/]: {config.trials} trials of {config.epochs} epochs, strategy "
+            f"{config.strategy.name}, {config.executor.workers} worker(s), store {config.store}"
+        )
+
+    summary = run_sweep(config, progress=_trial_printer([o.name for o in config.objectives]), on_start=header)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.counts.items()))
     err.print(f"sweep {summary.name}: {counts}" + ("; interrupted" if summary.interrupted else ""))
     for note in summary.notes:
@@ -202,25 +177,6 @@ def _run(config: Any) -> None:
         f"next: hwnas pareto {config.name}{store_flag} --plot front.png   |   "
         f"hwnas export {config.name}{store_flag} --pareto --out exports/"
     )
-
-
-def _print_front(report: Any) -> None:
-    rows = report.rows()
-    title = f"Pareto front of {report.sweep.name}"
-    if report.hypervolume is not None:
-        title += f" (hypervolume {report.hypervolume:.4g}, reference point {report.sweep.reference_point})"
-    table = Table(title=title)
-    columns = list(rows[0]) if rows else ["trial", *report.objectives]
-    for column in columns:
-        table.add_column(
-            column, justify="right" if column in report.objectives or column == "trial" else "left"
-        )
-    for row in rows:
-        table.add_row(*(_fmt(row[c]) for c in columns))
-    out.print(table)
-    if not rows:
-        out.print("no completed trials yet")
-    out.print("cost quantities are estimates from the hls4ml model graph (no synthesis)")
 
 
 @app.callback()
@@ -309,41 +265,29 @@ def confirm(
         raise typer.Exit(130)
 
 
-def _print_confirmed(sweep: Any, front: list[Any], volume: float | None) -> None:
-    from search.results._report import describe
-
-    names = [o["name"] for o in sweep.objectives]
-    title = f"Confirmed front of {sweep.name}"
-    if volume is not None:
-        title += f" (hypervolume of the means {volume:.4g})"
-    table = Table("trial", "runs", *(f"{n} mean ± std" for n in names), "architecture", title=title)
-    for point in front:
-        table.add_row(
-            str(point.trial.number),
-            str(point.evaluations),
-            *(f"{_fmt(point.mean[n])} ± {_fmt(point.std[n])}" for n in names),
-            describe(point.trial.params),
-        )
-    out.print(table)
-    if not front:
-        out.print("no confirmed trials yet: run `hwnas sweep confirm NAME --seeds K`")
-
-
 @sweep_app.command("validate")
 @cli_errors
 def validate(file: Annotated[Path, typer.Argument(help="Sweep config YAML.")]) -> None:
     """Check a sweep config and explain what is wrong and where."""
     from search._config import load_config
     from search.execution._loop import prepare
+    from search.execution._preflight import check_environment, feasibility
 
     _route_optuna_logging()
     config = load_config(file)
-    prepare(config)
+    space, _, strategy = prepare(config)  # the checks launch makes before it creates anything
+    strategy.close()
+    notes = check_environment(config)  # store, Ray address, CPUs: read-only, nothing started
+    warning = feasibility(config, space)
     out.print(
         f"{file}: valid. sweep {config.name}: task {config.task.name}, objectives "
         + ", ".join(f"{o.name} ({o.direction})" for o in config.objectives)
         + f", strategy {config.strategy.name}, {config.trials} trials x {config.epochs} epochs"
     )
+    for note in notes:
+        out.print(f"  {note}", highlight=False)
+    if warning is not None:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 @sweep_app.command("list")
@@ -413,47 +357,6 @@ def status(
 # Above this many rows a table is laid out here instead of by rich (which takes ~1 ms a row): the characters
 # rich prints for a table that fits the console, without its styles (bold header, italic title); a table
 # wider than the console is not squeezed into it.
-_RICH_MAX_ROWS = 500
-_PLAIN = re.compile(r"^[^\x00-\x1f\x7f]*$")  # no newline, tab or escape: one line per cell, as rich would
-
-
-def _print_rows(title: str, headers: list[str], rows: list[list[str]], *, fast: bool | None = None) -> None:
-    """Print a table of plain-text cells (shown literally, never as rich markup), left-justified."""
-    widths = [cell_len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            length = cell_len(cell)
-            if length > widths[i]:
-                widths[i] = length
-    total = sum(widths) + 3 * len(widths) + 1
-    if fast is None:
-        fast = (
-            len(rows) > _RICH_MAX_ROWS
-            and cell_len(title) <= total
-            and all(_PLAIN.match(cell) for row in rows for cell in row)
-        )
-    if not fast:
-        table = Table(*headers, title=title)
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
-        out.print(table)
-        return
-
-    def line(cells: list[str], bar: str) -> str:
-        padded = (f" {c}{' ' * (w - cell_len(c))} " for c, w in zip(cells, widths, strict=True))
-        return bar + bar.join(padded) + bar
-
-    left = (total - cell_len(title)) // 2
-    lines = [
-        " " * left + title + " " * (total - left - cell_len(title)),
-        "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
-        line(headers, "┃"),
-        "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩",
-        *(line(row, "│") for row in rows),
-        "└" + "┴".join("─" * (w + 2) for w in widths) + "┘",
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
 
 
 class Format(StrEnum):

@@ -9,9 +9,11 @@ from ._errors import Infeasible, SpaceError
 from ._families import FamilyBuilder, build_model, family_names, register_family
 from ._models import Autoencoder, ModelInput
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
+from ._ranges import MODEL_KEY_RANGES, ValueRange, key_range, range_problems
 from ._space import Space
 
 __all__ = [
+    "MODEL_KEY_RANGES",
     "PRESET_NAMES",
     "SPACE_NAMES",
     "Autoencoder",
@@ -28,9 +30,12 @@ __all__ = [
     "Param",
     "Space",
     "SpaceError",
+    "ValueRange",
     "build_model",
     "family_names",
     "get_preset",
     "get_space",
+    "key_range",
+    "range_problems",
     "register_family",
 ]

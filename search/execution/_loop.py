@@ -371,14 +371,21 @@ class SweepLoop:
         return SweepSummary(self.sweep.name, counts, front, volume, interrupted, notes)
 
 
-def run_sweep(config: SweepConfig, *, progress: ProgressCallback | None = None) -> SweepSummary:
+def run_sweep(
+    config: SweepConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> SweepSummary:
     """Create (or continue) the sweep described by ``config`` and run it to its budget.
 
     With ``confirm_seeds`` > 0 every trial that enters the front is re-evaluated with that many extra seeds
     while the sweep runs, and the front's trials still lacking them at the end are confirmed then (unless the
-    time limit ended the run).
+    time limit ended the run). ``on_start`` is called once the store and the sweep are open.
     """
     loop = SweepLoop(config, progress=progress)
+    if on_start is not None:  # the config is checked and the store and the sweep are open
+        on_start()
     summary = loop.run()
     if config.confirm_seeds and not summary.interrupted and not loop.timed_out:
         summary = confirm_sweep(config, config.confirm_seeds, progress=progress)  # the front's last members

@@ -110,7 +110,11 @@ def prepare(config: SweepConfig, *, session: int = 1) -> tuple[Any, list[dict[st
     reproducible; later sessions (a resume, a second driver at once) draw their own stream, so they never
     repeat the proposals of a driver that ran before or runs beside them.
     """
+    from search.execution._preflight import check_data, check_space
+
     space = resolve_space(config)
+    check_space(config, space)  # domains within the keys' ranges; a sampled config builds
+    check_data(config.task)  # the task's checker accepts the data file, which has usable rows
     warm_start = warm_start_configs(config, space)
     if session == 1:
         check_user_task(config, space, warm_start)

@@ -43,9 +43,17 @@ class TrialData:
             raise StoreError(f"no trial with id {trial_id}")
 
     def record_metrics(self, trial_id: int, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Per-epoch metrics; also advances the trial's fidelity to ``epoch``."""
+        """Per-epoch metrics (replacing any of the same epoch and name: a worker of an earlier attempt that
+        was thought dead may still report); also advances the trial's fidelity to ``epoch``."""
         with self._session() as session:
             self._require_trial(session, trial_id)
+            session.execute(
+                delete(TrialMetricRow).where(
+                    TrialMetricRow.trial_id == trial_id,
+                    TrialMetricRow.epoch == epoch,
+                    TrialMetricRow.name.in_(list(metrics)),
+                )
+            )
             session.add_all(
                 TrialMetricRow(
                     trial_id=trial_id, epoch=epoch, name=k, value=None if math.isnan(v) else float(v)

@@ -299,7 +299,7 @@ def test_long_status_tables_are_laid_out_exactly_as_rich_would(monkeypatch: pyte
 
     from rich.console import Console
 
-    from search import cli
+    from search import _cli_output as cli
 
     rng = random.Random(1)
     words = [

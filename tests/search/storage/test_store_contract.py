@@ -355,3 +355,12 @@ def test_start_session_counts_the_drivers_of_one_sweep(store: Store, new_sweep: 
     assert store.start_session(other) == 1
     with pytest.raises(StoreError, match="no sweep with id 999999"):
         store.start_session(999_999)
+
+
+def test_metrics_of_an_epoch_reported_again_replace_the_old_ones(
+    store: Store, new_sweep: Callable[..., int]
+) -> None:
+    trial = _running(store, new_sweep())
+    store.record_metrics(trial, 1, {"val_loss": 2.0, "train_loss": 3.0})
+    store.record_metrics(trial, 1, {"val_loss": 1.5})  # a retried attempt (or a late worker) reports again
+    assert store.metrics(trial) == [{"epoch": 1, "val_loss": 1.5, "train_loss": 3.0}]

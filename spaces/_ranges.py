@@ -1,0 +1,102 @@
+"""The values a config key may take, whatever space it is searched in, and the check of a space against them.
+
+A space may search any domain for a parameter, but some keys only mean something in a range: a weight
+width of 0 bits or a sparsity of 1.5 would fail every trial. :data:`MODEL_KEY_RANGES` holds the ranges of
+the compression and architecture keys the built-in families read (see :func:`spaces.build_model`); the
+training keys' ranges live with the training settings (``objectives.TRAIN_KEY_RANGES``).
+:func:`range_problems` checks every bound and choice of a space's parameters against such ranges.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ._params import ChoiceParam, FloatParam, IntParam, is_bool, is_number
+from ._space import Space
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """Numbers from ``low`` to ``high`` (inclusive unless ``*_open``), integers only when ``integer``."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    meaning: str = ""
+
+    def contains(self, value: object) -> bool:
+        if not is_number(value) or not math.isfinite(float(value)):
+            return False
+        number = float(value)
+        if self.integer and number != round(number):
+            return False
+        above = number > self.low if self.low_open else number >= self.low
+        below = number < self.high if self.high_open else number <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        def bound(value: float) -> str:
+            return "inf" if math.isinf(value) else f"{value:g}"
+
+        left = "(" if self.low_open or math.isinf(self.low) else "["
+        right = ")" if self.high_open or math.isinf(self.high) else "]"
+        kind = "an integer" if self.integer else "a number"
+        text = f"{kind} in {left}{bound(self.low)}, {bound(self.high)}{right}"
+        return f"{text} ({self.meaning})" if self.meaning else text
+
+
+_BITS = "bits must be 1..16"
+MODEL_KEY_RANGES: Mapping[str, ValueRange] = {
+    # compression (both built-in families); a 1-bit weight quantizer is not built (brevitas needs 2 levels)
+    "weight_bits": ValueRange(2, 16, integer=True, meaning="weight width; the model needs 2..16 bits"),
+    "act_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
+    "input_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
+    "output_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
+    "sparsity": ValueRange(0, 1, high_open=True, meaning="fraction of weights pruned"),
+    "l1": ValueRange(0, meaning="L1 regularisation strength"),
+    # architecture
+    "latent": ValueRange(1, integer=True, meaning="encoded outputs"),
+    "n_conv": ValueRange(0, integer=True, meaning="conv layers"),
+    "n_dense": ValueRange(0, integer=True, meaning="dense layers"),
+    "n_hidden": ValueRange(1, integer=True, meaning="hidden layers"),
+    r"conv\d+_filters": ValueRange(1, integer=True, meaning="filters"),
+    r"conv\d+_kernel": ValueRange(1, integer=True, meaning="kernel size"),
+    r"conv\d+_stride": ValueRange(1, integer=True, meaning="stride"),
+    r"(dense|hidden)\d+_units": ValueRange(1, integer=True, meaning="units"),
+}
+
+
+def key_range(name: str, ranges: Mapping[str, ValueRange]) -> ValueRange | None:
+    """The range of key ``name``: an exact entry, or the first entry whose pattern matches it whole."""
+    if name in ranges:
+        return ranges[name]
+    return next((r for pattern, r in ranges.items() if re.fullmatch(pattern, name)), None)
+
+
+def range_problems(space: Space, ranges: Iterable[Mapping[str, ValueRange]]) -> list[str]:
+    """One message per parameter bound or choice of ``space`` outside the range of its key."""
+    tables = list(ranges)
+    problems = []
+    for name in space.names:
+        allowed = next((r for t in tables if (r := key_range(name, t)) is not None), None)
+        if allowed is None:
+            continue
+        param = space.param(name)
+        values: list[tuple[str, object]] = []
+        if isinstance(param, IntParam | FloatParam):
+            values = [("low", param.low), ("high", param.high)]
+        elif isinstance(param, ChoiceParam):
+            values = [("choice", c) for c in param.choices]
+        for label, value in values:
+            if is_bool(value) or not allowed.contains(value):
+                problems.append(
+                    f"parameter {name!r}: {label} {value!r} is outside the allowed range; "
+                    f"allowed: {allowed.describe()}"
+                )
+                break
+    return problems
