@@ -285,6 +285,7 @@ def main() -> None:
                         f"    {args.cost} {cost_value:10.0f}  EMD {mean:.3f} ± {std:.3f}  {_describe(config)}"
                     )
                 print(lines[-1 - len(confirmed)], flush=True)
+                args.out.write_text("\n".join(lines) + "\n")  # partial results survive an interrupted run
         reference_short = confirm(pool, [reference], args.cost, EPOCHS, None)[0]
         lines.append(
             f"reference at {EPOCHS} epochs, {CONFIRM_SEEDS} seeds: EMD {reference_short[1]:.3f} ± {reference_short[2]:.3f}"
