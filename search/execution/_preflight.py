@@ -268,15 +268,23 @@ def check_executor(executor: ExecutorConfig) -> list[str]:
         return [f"executor: a local Ray with {cpus} CPU(s) (of {available})"]
     if executor.address == "auto":
         return ["executor: Ray address 'auto' not checked (found when launch starts)"]
-    hostport = executor.address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
+    problem = ray_address_problem(executor.address)
+    if problem is not None:
+        raise _error(problem)
+    return [f"executor: Ray at {executor.address} reachable (its CPUs are checked when launch joins it)"]
+
+
+def ray_address_problem(address: str) -> str | None:
+    """Why a Ray address ('HOST:PORT' or 'ray://HOST:PORT') cannot be joined, from a TCP connect without
+    Ray; None if it answers. Shared by validate and by the Ray executor before ``ray.init``."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise _error(f"executor.address {executor.address!r} is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
+        return f"executor.address {address!r} is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'"
     try:
         socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S).close()
     except OSError as exc:
-        raise _error(
-            f"cannot reach the Ray cluster at {executor.address!r} ({exc}); start it with "
-            "`ray start --head` or fix executor.address"
-        ) from None
-    return [f"executor: Ray at {executor.address} reachable (its CPUs are checked when launch joins it)"]
+        return (
+            f"cannot reach the Ray cluster at {address!r} ({exc}); start it with `ray start --head` "
+            "or fix executor.address"
+        )
+    return None

@@ -24,12 +24,11 @@ from ray.exceptions import RayError, TaskCancelledError
 from search._config import ExecutorConfig
 from search._types import Outcome
 from search.execution._executor import Finished, WorkerLost
+from search.execution._preflight import ray_address_problem
 from search.execution._setup import SweepError
 from search.execution._trial import TrialJob, run_trial, worker_store
 
 log = logging.getLogger(__name__)
-
-_CONNECT_TIMEOUT_S = 5.0
 
 
 class ExecutorError(SweepError):
@@ -103,19 +102,9 @@ def explain_connect_error(address: str, exc: Exception) -> str:
 
 
 def _check_reachable(address: str) -> None:
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ExecutorError(f"executor.address {address!r} is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
-    try:
-        socket.create_connection((host, int(port)), timeout=_CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise ExecutorError(
-            f"cannot reach the Ray cluster at {address!r} ({exc}); start it with `ray start --head` "
-            "or fix executor.address"
-        ) from None
+    problem = None if address == "auto" else ray_address_problem(address)
+    if problem is not None:
+        raise ExecutorError(problem)
 
 
 def connect(executor: ExecutorConfig) -> bool:
