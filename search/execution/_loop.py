@@ -34,6 +34,7 @@ from search.execution._liveness import Heartbeat, ctrl_c_latch
 from search.execution._records import fix_reference_point, outcome_of, queue_replicates, state_for
 from search.execution._setup import (
     SweepError,
+    build_strategy,
     checkpoint_dir,
     load_sweep,
     make_executor,
@@ -88,9 +89,9 @@ class SweepLoop:
             self.store = Store(config.store)
             self.sweep = open_sweep(self.store, config)
             session = self.store.start_session(self.sweep.id)
-            if session > 1:  # a resume or a second driver: a stream of its own
+            if session > 1:  # a resume or a second driver: a stream of its own (the checks passed already)
                 self.strategy.close()
-                self.space, self.warm_start, self.strategy = prepare(config, session=session)
+                self.strategy = build_strategy(config, self.space, session=session)
         except BaseException:
             self.executor.shutdown()
             raise

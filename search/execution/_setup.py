@@ -103,25 +103,28 @@ def check_user_task(config: SweepConfig, space: Any, warm_start: list[dict[str, 
         raise SweepError(f"task check failed, no sweep created: {exc}") from None
 
 
-def prepare(config: SweepConfig, *, session: int = 1) -> tuple[Any, list[dict[str, Any]], Strategy]:
-    """Space, warm-start configs and strategy of a sweep: every check that needs more than the schema.
-
-    Session 1 (the sweep's first driver) seeds the strategy with the sweep's seed, so a sweep is
-    reproducible; later sessions (a resume, a second driver at once) draw their own stream, so they never
-    repeat the proposals of a driver that ran before or runs beside them.
-    """
+def prepare(config: SweepConfig) -> tuple[Any, list[dict[str, Any]], Strategy]:
+    """Space, warm-start configs and the first session's strategy of a sweep: every check that needs more
+    than the schema."""
     from search.execution._preflight import check_data, check_space
 
     space = resolve_space(config)
     check_space(config, space)  # domains within the keys' ranges; a sampled config builds
     check_data(config.task)  # the task's checker accepts the data file, which has usable rows
     warm_start = warm_start_configs(config, space)
-    if session == 1:
-        check_user_task(config, space, warm_start)
+    check_user_task(config, space, warm_start)
+    return space, warm_start, build_strategy(config, space, session=1)
+
+
+def build_strategy(config: SweepConfig, space: Any, *, session: int) -> Strategy:
+    """The sweep's strategy for driver session ``session``. Session 1 (the sweep's first driver) is seeded
+    with the sweep's seed, so a sweep is reproducible; later sessions (a resume, a second driver at once)
+    draw their own stream, so they never repeat the proposals of a driver that ran before or runs beside
+    them."""
     seed = config.seed
     if session > 1:
         seed = int(np.random.SeedSequence([config.seed, session]).generate_state(1)[0])
-    strategy = make_strategy(
+    return make_strategy(
         config.strategy.name,
         space,
         config.objectives,
@@ -130,7 +133,6 @@ def prepare(config: SweepConfig, *, session: int = 1) -> tuple[Any, list[dict[st
         reference_point=config.reference_point,
         costs=cost_oracle(config.task, config.hardware, [o.name for o in config.objectives], config.budgets),
     )
-    return space, warm_start, strategy
 
 
 def checkpoint_dir(config: SweepConfig) -> str | None:
