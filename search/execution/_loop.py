@@ -99,7 +99,7 @@ class SweepLoop:
         self._rejections = 0
         self._noise: dict[str, float] = {}  # pooled std of each noisy objective, from replicates
         self._running: dict[int, tuple[TrialRecord, str | None]] = {}  # trial id -> (trial, strategy key)
-        self._known: dict[str, int] = {}  # canonical config hash -> the search trial that has it
+        self._known: dict[str, int] = {}  # canonical config hash -> id of the search trial that has it
         self._retried_keys: dict[int, str] = {}  # trial id -> strategy key of a trial queued again
         self.timed_out = False  # the time limit stopped the run
 
@@ -133,7 +133,7 @@ class SweepLoop:
             if isinstance(outcome, Completed) and self._noise:
                 outcome = self._with_noise([t.results for t in runs[trial.number]], outcome.fidelity)
             self.strategy.observe(trial.params, outcome)
-        self._known = {t.config_hash: t.number for t in trials if t.replicate_of is None}
+        self._known = {t.config_hash: t.id for t in trials if t.replicate_of is None}
         # A sweep that stopped on a streak of infeasible proposals resumes with that streak, so a resume
         # of a space that leaves nothing feasible stops at once instead of adding another streak.
         search = [t for t in trials if t.replicate_of is None]
@@ -162,7 +162,7 @@ class SweepLoop:
                 trial = self.store.create_trial(
                     self.sweep.id, canonical, config_hash=digest, origin="warm-start"
                 )
-                self._known[digest] = trial.number
+                self._known[digest] = trial.id
 
     # -- proposing ----------------------------------------------------------------------------------
     def _trained_or_running(self) -> int:
@@ -202,7 +202,7 @@ class SweepLoop:
                 self.strategy.tell(proposal.key, self._known_outcome(self._known[digest]))
                 continue
             trial = self.store.create_trial(self.sweep.id, canonical, config_hash=digest)
-            self._known[digest] = trial.number
+            self._known[digest] = trial.id
             return trial, proposal.key
         raise SweepError(
             f"{self._rejections} configs in a row were infeasible, over budget or already in the sweep "
@@ -210,13 +210,13 @@ class SweepLoop:
             "nothing new that is feasible"
         )
 
-    def _known_outcome(self, number: int) -> Outcome:
+    def _known_outcome(self, trial_id: int) -> Outcome:
         """What a duplicate proposal is told: the outcome of the trial that has its config, or Failed while
         that trial has none yet (samplers ignore failures; the config is not trained twice)."""
-        trial = next(t for t in self.store.trials(self.sweep.id) if t.number == number)
+        trial = self.store.get_trial(trial_id)
         if trial.state.finished:
             return outcome_of(trial, self.objectives)
-        return Failed(f"duplicate of trial {number}, which has not finished")
+        return Failed(f"duplicate of trial {trial.number}, which has not finished")
 
     def _job(self, trial: TrialRecord) -> TrialJob:
         return TrialJob(

@@ -362,3 +362,35 @@ def test_a_resumed_sweep_draws_its_own_stream_and_never_trains_a_config_twice(sq
     sweep, _ = load_sweep(store, "tiny")
     trained = [t for t in store.trials(sweep.id) if t.state is not TrialState.INFEASIBLE]
     assert len(trained) == 4 and len({t.config_hash for t in trained}) == 4
+
+
+def test_a_proposal_of_a_config_the_sweep_has_is_told_its_outcome_not_trained(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search._types import Proposal
+    from search.execution._loop import SweepLoop
+    from spaces import get_preset
+
+    loop = SweepLoop(parse_config(small_config(sqlite_url, trials=2, warm_start=["econt_baseline"])))
+    ask, tell = loop.strategy.ask, loop.strategy.tell
+    told: list[Any] = []
+    first = [True]
+
+    def ask_the_warm_start_again(n: int) -> list[Proposal]:
+        if first[0]:  # the strategy's first proposal repeats the (finished) warm-start config
+            first[0] = False
+            loop.strategy._pending.add("again")
+            return [Proposal(key="again", config=get_preset("econt_baseline"))]
+        return ask(n)
+
+    monkeypatch.setattr(loop.strategy, "ask", ask_the_warm_start_again)
+    monkeypatch.setattr(
+        loop.strategy, "tell", lambda key, outcome: (told.append((key, outcome)), tell(key, outcome))
+    )
+    loop.run()
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trials = store.trials(sweep.id)
+    assert len(trials) == 2 and len({t.config_hash for t in trials}) == 2  # the repeat was never trained
+    again = next(outcome for key, outcome in told if key == "again")
+    assert again.values["emd_mean"] == trials[0].results["emd_mean"]  # told the warm start's outcome
