@@ -47,7 +47,7 @@ from torch import nn
 
 from objectives import TrainSettings, emd_hex, from_8x8, get_task, train
 from objectives._tasks import TaskData
-from spaces import build_model, get_preset, get_space
+from spaces import get_preset, get_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "econt" / "ttbar_0PU.csv"
 ROWS, VAL_ROWS, EPOCHS = 25_000, 3_000, 10
@@ -139,7 +139,7 @@ def run(config: dict[str, Any], *, seed: int = 0, variant: dict[str, Any] | None
     data = load(variant.pop("norm", "sumlog2"))
     task = get_task("econt", loss=variant.pop("loss", "cwmse"))
     torch.manual_seed(seed)
-    model: Any = build_model("econt", config)
+    model: Any = task.build_model(config)
     if "out_act" in variant:
         _replace_output(model, variant.pop("out_act"))
     if "init" in variant:
@@ -373,7 +373,7 @@ def part_signal(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]
         done += 1
         for init in ("library", "torch_default", "zero_bias"):
             torch.manual_seed(args.seed)
-            model: Any = build_model("econt", {**config, "quantize": False, "sparsity": 0.0})
+            model: Any = get_task("econt").build_model({**config, "quantize": False, "sparsity": 0.0})
             if init != "library":
                 for module in model.modules():
                     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):

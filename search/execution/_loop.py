@@ -277,7 +277,7 @@ class SweepLoop:
             self.store.finish_trial(trial.id, state, error=outcome.reason)
         if isinstance(outcome, Completed) and trial.replicate_of is None and self.config.confirm_seeds:
             # Noise is handled while the search runs: a trial entering the front is re-evaluated at once.
-            queue_replicates(self.store, self.sweep, self.config.confirm_seeds)
+            queue_replicates(self.store, self.sweep, self.config.confirm_seeds, self.config.reference_point)
         told = outcome
         if isinstance(outcome, Completed):
             told = Completed({k: outcome.values[k] for k in self.objectives}, fidelity=outcome.fidelity)
@@ -401,6 +401,6 @@ def confirm_sweep(
     if seeds < 1:
         raise SweepError(f"--seeds must be at least 1, got {seeds}")
     loop = SweepLoop(config, progress=progress)
-    added = queue_replicates(loop.store, loop.sweep, seeds)
+    added = queue_replicates(loop.store, loop.sweep, seeds, config.reference_point)
     log.info("queued %d replicate trial(s) of sweep %s", added, config.name)
     return loop.run()

@@ -3,6 +3,8 @@ reference point, and the replicates of ``confirm``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
 from search.results import completed_search_trials, sweep_front
 from search.results._pareto import default_reference
@@ -41,9 +43,17 @@ def fix_reference_point(store: Store, sweep: SweepRecord) -> None:
         )
 
 
-def queue_replicates(store: Store, sweep: SweepRecord, seeds: int) -> int:
-    """Queue replicates so every trial on the front has ``seeds`` of them; returns how many were added."""
+def queue_replicates(
+    store: Store, sweep: SweepRecord, seeds: int, reference: Mapping[str, float] | None = None
+) -> int:
+    """Queue replicates so every trial on the front has ``seeds`` of them; returns how many were added.
+
+    Seeds go where they can change the confirmed front's hypervolume: a trial the task's collapse detector
+    flagged (``collapsed`` = 1, a near-constant output: on the front only for being cheap) or one not strictly
+    inside the box of the config's ``reference`` point (objective -> value) is not replicated.
+    """
     front, _ = sweep_front(store, sweep)
+    front = [t for t in front if t.results.get("collapsed") != 1.0 and _inside(t, reference, sweep)]
     existing: dict[int, int] = {}
     for trial in store.trials(sweep.id):
         if trial.replicate_of is not None:
@@ -60,3 +70,15 @@ def queue_replicates(store: Store, sweep: SweepRecord, seeds: int) -> int:
             )
             added += 1
     return added
+
+
+def _inside(trial: TrialRecord, reference: Mapping[str, float] | None, sweep: SweepRecord) -> bool:
+    """Whether completed ``trial`` is strictly better than ``reference`` in every objective it names."""
+    for objective in sweep.objectives:
+        name = objective["name"]
+        if reference is None or name not in reference:
+            continue
+        value, limit = trial.results[name], reference[name]
+        if not (value < limit if objective["direction"] == "minimize" else value > limit):
+            return False
+    return True

@@ -37,10 +37,12 @@ learning over a pool, with exact cost axes). Each ``ask``:
    (``ask(n)`` with n > 1, and proposals still pending) is chosen greedily, each pick entering the front at
    its predicted mean ("kriging believer"), so a batch spreads instead of piling up.
 
-Until ``n_initial`` trials have completed (and whenever the model cannot be fitted: logged as a warning,
-e.g. every finished trial failed) proposals are space-filling: the candidate farthest, in normalised
-log-cost (plus a quarter weight of config distance), from every known config, which stratifies the first
-trials along the cost axes. When the undominated candidates run out within a batch, the batch is cut
+Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones are quality
+data too; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
+proposals are space-filling: the candidate farthest, in normalised log-cost (plus a quarter weight of config
+distance), from every known config, which stratifies the first trials along the cost axes. With a reference
+point, candidates whose exact cost is at or past it on a cost axis (they can add no hypervolume) leave the
+pool first, unless none is inside. When the undominated candidates run out within a batch, the batch is cut
 short (the next ask draws a new pool). Only if every candidate of an ask is dominated (the model expects no
 improvement anywhere in the pool) is its first proposal space-filling, logged at INFO and counted in
 ``state_dict()["dominated_explorations"]``: an ask must propose something, and exploring is then the only

@@ -160,6 +160,7 @@ class _Selection(_Modelling):
     _draws: np.ndarray  # standard normal draws shared by the Monte-Carlo EHVI
 
     def _select(self, pool: list[_Candidate], n: int, model: QualityModel | None) -> list[_Candidate]:
+        pool = self._inside_reference(pool)
         if not pool:
             return []
         k = len(self._cost_names)
@@ -185,6 +186,20 @@ class _Selection(_Modelling):
         if model is None and self._quality_names:
             return self._space_filling(pool, n, unit_costs, unit_known, features, known_features)
         return self._by_ehvi(pool, n, model, costs, unit_costs, unit_known, features, known_features, width)
+
+    def _inside_reference(self, pool: list[_Candidate]) -> list[_Candidate]:
+        """The candidates whose exact costs are better than the reference point's cost coordinates, or the
+        whole pool if none is. A candidate at or past the reference on a cost axis can add no hypervolume
+        whatever its quality: dropping it keeps space-filling draws, and their training time, in the box."""
+        if self.reference_point is None or not pool:
+            return pool
+        bounds = [
+            (j, self._sign[name] * math.log10(1.0 + max(float(self.reference_point[name]), 0.0)))
+            for j, name in enumerate(self._cost_names)
+            if name in self.reference_point
+        ]
+        inside = [c for c in pool if all(c.costs[j] < bound for j, bound in bounds)]
+        return inside or pool
 
     def _space_filling(
         self,

@@ -28,6 +28,7 @@ _DEFAULT_TREES = 32  # sklearn fits a tree in ~2-4 ms here: 32 keep an ask well 
 # full fit; otherwise a quarter of its trees.
 _ROLLING_FROM = 64
 _REFIT_GROWTH = 1.2
+_MIN_COMPLETED = 3  # completed trials the model needs among the first n_initial finished ones
 
 
 class QualityModel:
@@ -157,13 +158,16 @@ class _Modelling(_Candidates):
             for r in finished
             if r.kind == "completed" and all(math.isfinite(r.values[name]) for name in self._quality_names)
         ]
-        if len(good) < self.options["n_initial"]:
-            if len(finished) >= self.options["n_initial"]:
-                return (
-                    f"only {len(good)} of {len(finished)} finished trials completed with finite quality "
-                    f"(the others failed, diverged or were pruned); fitting needs {self.options['n_initial']}"
-                )
+        if len(finished) < self.options["n_initial"]:
             return ""  # still in the initial phase: not a problem worth a warning
+        # Failed and pruned trials are data too (bad quality): with ASHA most trials end pruned, and
+        # waiting for n_initial completed ones would keep a short sweep space-filling to its end.
+        needed = min(_MIN_COMPLETED, self.options["n_initial"])
+        if len(good) < needed:
+            return (
+                f"only {len(good)} of {len(finished)} finished trials completed with finite quality "
+                f"(the others failed, diverged or were pruned); fitting needs {needed}"
+            )
         completed = np.array([[self._sign[q] * r.values[q] for q in self._quality_names] for r in good])
         worst = completed.max(axis=0)
         configs, costs, targets = [], [], []

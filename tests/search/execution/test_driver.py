@@ -394,3 +394,77 @@ def test_a_proposal_of_a_config_the_sweep_has_is_told_its_outcome_not_trained(
     assert len(trials) == 2 and len({t.config_hash for t in trials}) == 2  # the repeat was never trained
     again = next(outcome for key, outcome in told if key == "again")
     assert again.values["emd_mean"] == trials[0].results["emd_mean"]  # told the warm start's outcome
+
+
+def test_confirm_seeds_re_evaluates_front_members_while_the_sweep_runs(sqlite_url: str) -> None:
+    from search.results import sweep_front
+
+    waveform = {"name": "waveform", "data": "synthetic", "rows": 200, "val_rows": 40}
+    objectives = [{"emd1d_mean": "minimize"}, {"params": "minimize"}]
+    config = parse_config(
+        small_config(
+            sqlite_url, task=waveform, space="waveform", objectives=objectives, trials=4, confirm_seeds=1
+        )
+    )
+    run_sweep(config)
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    trials = store.trials(sweep.id)
+    replicates = [t for t in trials if t.replicate_of is not None]
+    search = [t for t in trials if t.replicate_of is None]
+    front, _ = sweep_front(store, sweep)
+    replicated = [t.replicate_of for t in replicates]
+    # Each trial that entered the front (some left it later) got its one extra seed; the final front all.
+    assert len(replicated) == len(set(replicated)) and {t.number for t in front} <= set(replicated)
+    assert all(t.state is TrialState.COMPLETED and t.origin == "confirm" for t in replicates)
+    # A replicate was queued as soon as its trial entered the front, before the search went on.
+    assert min(t.id for t in replicates) < max(t.id for t in search)
+    assert len(search) == 4  # replicates do not count against the budget
+
+
+def test_a_collapsed_front_member_is_not_replicated(sqlite_url: str) -> None:
+    from search.execution._records import queue_replicates
+
+    store = Store(sqlite_url)
+    sweep = store.create_sweep(
+        "s",
+        config_yaml="a: 1\n",
+        config_hash="h",
+        objectives=[{"name": "emd_mean", "direction": "minimize"}, {"name": "bops", "direction": "minimize"}],
+        reference_point=None,
+    )
+    numbers = {}
+    for label, results in (
+        ("collapsed", {"emd_mean": 6.0, "bops": 10.0, "collapsed": 1.0}),  # cheapest: on the front
+        ("trained", {"emd_mean": 1.0, "bops": 100.0, "collapsed": 0.0}),
+    ):
+        trial = store.create_trial(sweep.id, {"label": label}, config_hash=label, state=TrialState.RUNNING)
+        store.finish_trial(trial.id, TrialState.COMPLETED, results=results)
+        numbers[label] = trial.number
+    assert queue_replicates(store, sweep, 2) == 2
+    replicated = [t.replicate_of for t in store.trials(sweep.id) if t.replicate_of is not None]
+    assert replicated == [numbers["trained"]] * 2
+
+
+def test_a_front_member_outside_the_reference_box_is_not_replicated(sqlite_url: str) -> None:
+    from search.execution._records import queue_replicates
+
+    store = Store(sqlite_url)
+    objectives = [{"name": "emd_mean", "direction": "minimize"}, {"name": "ops", "direction": "minimize"}]
+    sweep = store.create_sweep(
+        "s", config_yaml="a: 1\n", config_hash="h", objectives=objectives, reference_point=None
+    )
+    numbers = {}
+    for label, results in (
+        ("cheap", {"emd_mean": 1.5, "ops": 100.0}),
+        ("dear", {"emd_mean": 1.0, "ops": 5e6}),
+    ):
+        trial = store.create_trial(sweep.id, {"label": label}, config_hash=label, state=TrialState.RUNNING)
+        store.finish_trial(trial.id, TrialState.COMPLETED, results=results)
+        numbers[label] = trial.number
+    assert (
+        queue_replicates(store, sweep, 1, {"emd_mean": 2.0, "ops": 1e6}) == 1
+    )  # the dear one adds no volume
+    assert [t.replicate_of for t in store.trials(sweep.id) if t.replicate_of is not None] == [
+        numbers["cheap"]
+    ]

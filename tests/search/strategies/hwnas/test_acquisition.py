@@ -7,9 +7,10 @@ import math
 import moocore
 import numpy as np
 import pytest
-from hwnas_toy import TOY, hwnas, toy_ops, toy_quality
+from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run, toy_ops, toy_quality
 
 from search._types import Completed
+from search.strategies import make_strategy
 from search.strategies.hwnas._acquisition import exact_ehvi, monte_carlo_ehvi
 from search.strategies.hwnas._candidates import _Candidate, _config_key
 from search.strategies.hwnas._models import QualityModel
@@ -144,3 +145,20 @@ def test_first_proposals_spread_along_the_cost_axis() -> None:
     costed = [math.log10(c["ops"]) for c in strategy._arch_costs.values() if isinstance(c, dict)]
     assert log_ops[-1] - log_ops[0] >= 0.7 * (max(costed) - min(costed))
     assert min(np.diff(log_ops)) > 0  # six distinct cost levels, not a cluster
+
+
+def test_with_a_reference_point_no_proposal_costs_past_it() -> None:
+    oracle, _ = make_oracle()
+    boxed = make_strategy(
+        "hwnas",
+        TOY,
+        OBJECTIVES,
+        seed=4,
+        options={"n_initial": 4},
+        costs=oracle,
+        reference_point={"emd_mean": 3.0, "ops": 1000.0},
+    )
+    free = hwnas(seed=4, n_initial=4)
+    # Space-filling first, then the model: past 1,000 ops a trial adds no hypervolume, so none is trained.
+    assert all(toy_ops(config) < 1000 for config, _ in run(boxed, TOY, asks=12))
+    assert any(toy_ops(config) >= 1000 for config, _ in run(free, TOY, asks=12))  # what the box prevents
