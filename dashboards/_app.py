@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from zipfile import ZIP_DEFLATED, ZipFile
@@ -189,8 +189,8 @@ def _api(app: FastAPI, live: Live) -> None:
         sweep = live.sweep(sweep_id)
         changed: list[TrialRecord] = []
         if since is not None:
-            bound = since if since.tzinfo is not None else since.replace(tzinfo=sweep.sweep.created_at.tzinfo)
-            bound -= OVERLAP
+            aware = since if since.tzinfo is not None else since.replace(tzinfo=UTC)  # naive: UTC
+            bound = max(aware, datetime.min.replace(tzinfo=UTC) + OVERLAP) - OVERLAP
             changed = [
                 t for t in sweep.by_number.values() if t.updated_at is not None and t.updated_at > bound
             ]
@@ -245,7 +245,7 @@ def _api(app: FastAPI, live: Live) -> None:
         chosen = [_trial(sweep, number) for number in dict.fromkeys(trial)]
         rows = live.read(lambda results: results.metrics([t.id for t in chosen]))
         return [
-            views.Curve(number=t.number, epochs=[views._finite_map(r) for r in rows.get(t.id, [])])
+            views.Curve(number=t.number, epochs=[views.finite_map(r) for r in rows.get(t.id, [])])
             for t in chosen
         ]
 

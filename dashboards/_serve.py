@@ -60,7 +60,9 @@ def serve(
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    )
     if on_ready is not None:
         on_ready(f"http://{shown}:{bound_port}/")
     server.run(sockets=[sock])

@@ -164,7 +164,7 @@ def finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _finite_map(values: dict[str, Any]) -> dict[str, float | None]:
+def finite_map(values: dict[str, Any]) -> dict[str, float | None]:
     return {key: finite(None if value is None else float(value)) for key, value in values.items()}
 
 
@@ -178,7 +178,7 @@ def point(trial: TrialRecord) -> Point:
         fidelity=trial.fidelity,
         origin=trial.origin,
         replicate_of=trial.replicate_of,
-        results=_finite_map(trial.results),
+        results=finite_map(trial.results),
         architecture=describe(trial.params),
         params=trial.params,
         error=None if trial.error is None else trial.error[:ERROR_PREVIEW],
@@ -255,8 +255,8 @@ def _confirmed(point: ConfirmedPoint) -> ConfirmedTrial:
     return ConfirmedTrial(
         number=point.trial.number,
         evaluations=point.evaluations,
-        mean=_finite_map(point.mean),
-        std=_finite_map(point.std),
+        mean=finite_map(point.mean),
+        std=finite_map(point.std),
     )
 
 
@@ -353,7 +353,7 @@ def trial_detail(
         full_error=trial.error,
         created_at=trial.created_at,
         heartbeat_at=trial.heartbeat_at,
-        metrics=[_finite_map(row) for row in metrics],
+        metrics=[finite_map(row) for row in metrics],
         cost=_json_safe(cost),
         replicates=[point(t) for t in replicates],
         export=export_of(live.sweep.id, trial.number, artifacts),

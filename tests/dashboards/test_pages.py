@@ -206,7 +206,7 @@ def test_html_in_names_configs_and_errors_is_shown_as_text(
     assert page.locator("#trial-error").inner_text() == "<script>alert('error')</script>"
     assert "<i>w</i>" in page.locator("#facts").inner_text()
     assert page.evaluate("() => document.querySelectorAll('img, i, b').length") == 0
-    assert page.evaluate("() => document.scripts.length") == 3  # plotly and the page's two modules
+    assert page.evaluate("() => document.scripts.length") == 2  # plotly and the page's module
 
 
 def test_an_unknown_sweep_shows_a_clear_message(page: Any, server: str) -> None:
