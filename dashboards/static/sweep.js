@@ -205,8 +205,8 @@ async function loadCompare() {
 }
 
 async function loadImportance() {
-  const result = await api(`${base}/importance`);
   importanceAt = Date.now();
+  const result = await api(`${base}/importance`);
   const names = Object.keys(result.objectives);
   const fit = names.map((n) => `${n}: held-out R² ${fmt(result.fit[n])}`).join("; ");
   $("importance-note").textContent = `${result.method}; ${result.trials_used} completed trials. ${fit}. ${result.note ?? ""}`;
@@ -249,7 +249,7 @@ async function refreshViews() {
   renderPareto();
   await Promise.all([loadHypervolume(), loadTable()]);
   renderParcoords();
-  if (Date.now() - importanceAt > 30000) await loadImportance();
+  if (Date.now() - importanceAt > 30000) loadImportance().catch(showError);
 }
 
 async function poll() {
@@ -279,8 +279,8 @@ async function start() {
   await Promise.all([loadHypervolume(), loadTable()]);
   renderParcoords();
   document.body.dataset.loaded = "1";
-  await loadImportance();
   every(2000, poll);
+  loadImportance().catch(showError); // the slowest figure: it never holds up the rest of the page
 }
 
 start().catch(showError);

@@ -231,7 +231,7 @@ def test_a_trial_added_to_the_store_appears_on_the_open_page_within_5_s(
 ) -> None:
     sweep = _sweep(demo_store.url, "demo")
     _open(page, f"{server}/sweeps/{sweep.id}")
-    page.wait_for_selector("body[data-polled]")
+    page.wait_for_selector("body[data-polled]", state="attached")
     total = int(page.locator("#total").inner_text())
     store = Store(demo_store.url)
     trial = store.create_trial(sweep.id, {"n_conv": 0, "latent": 4}, config_hash="live")
