@@ -7,7 +7,7 @@ results, per-epoch metrics and cost reports). Each run starts a fresh `hwnas das
 times, from the launch: (1) the sweeps list answering (`/api/sweeps`, which reads every trial to give each
 sweep's best values and hypervolume), and (2) everything the sweep page loads before it draws (the sweep,
 its front, all 10,000 points in pages of 5,000, the hypervolume history and the first table page).
-Medians of 5 runs; the machine's load is printed with them.
+Medians of 3 runs; the machine's load is printed with them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from read_scale import build_store  # noqa: E402
 
 TRIALS = 10_000
-RUNS = 5
+RUNS = 3
 
 
 def one_run(url: str) -> tuple[float, float]:

@@ -45,6 +45,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(180_000)  # a loaded machine takes a while to parse plotly.js
             page.goto(base + "/")
             page.wait_for_selector("body[data-loaded='1']")
             page.screenshot(path=DOCS / "dashboard-sweeps.png")
