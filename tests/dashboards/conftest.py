@@ -94,6 +94,7 @@ def page(browser: Any) -> Iterator[Any]:
     """A fresh page; a JavaScript error or a dialog (an alert() from injected text) fails the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    page.set_default_timeout(90_000)  # parsing plotly.js on 2 busy shared cores can take tens of seconds
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("dialog", lambda dialog: (problems.append(f"dialog opened: {dialog.message}"), dialog.dismiss()))

@@ -30,7 +30,7 @@ def _sweep(url: str, name: str) -> Any:
 
 def _open(page: Any, address: str) -> None:
     page.goto(address)
-    page.wait_for_selector(LOADED, timeout=30_000)
+    page.wait_for_selector(LOADED)
 
 
 def _rows(page: Any) -> list[int]:
