@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from read_scale import build_store  # noqa: E402
+from read_scale import build_store
 
 TRIALS = 10_000
 RUNS = 3
