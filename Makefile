@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test
+.PHONY: setup browser demo test
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,12 +13,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Debian's chromium, for the dashboard's browser tests (checked on every run: it is not in the venv).
+browser:
+	bash scripts/browser.sh
+
+setup: $(STAMP) browser
 
 demo: $(STAMP)
 	$(BIN)/hwnas sweep launch examples/quick.yaml
 
-test: $(STAMP)
+test: $(STAMP) browser
 	bash scripts/services.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

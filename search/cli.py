@@ -88,6 +88,7 @@ _USER_ERRORS = (
     ("spaces._errors", "SpaceError"),
     ("hw_models._errors", "HWError"),
     ("objectives._errors", "ObjectivesError"),  # DataError included
+    ("dashboards._serve", "DashboardError"),
 )
 
 
@@ -432,6 +433,33 @@ def export(
         out.print(f"trial {result.number}: {result.directory} ({check})", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("dashboard")
+@cli_errors
+def dashboard(
+    store: StoreOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; anything but a loopback address serves the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8765,
+) -> None:
+    """Serve a read-only web dashboard of the store's sweeps, live while they run (Ctrl-C stops it)."""
+    from dashboards import is_loopback, serve
+    from search.storage._records import redacted
+
+    url = _store_url(store)
+
+    def ready(address: str) -> None:
+        err.print(f"dashboard of {redacted(url)} at {address} (read-only; Ctrl-C stops it)", highlight=False)
+        if not is_loopback(host):
+            err.print(
+                f"[bold yellow]warning:[/] listening on {host}, not on this machine only: anyone who can "
+                f"reach {address} can read every sweep in the store",
+                highlight=False,
+            )
+
+    serve(url, host=host, port=port, on_ready=ready)
 
 
 if __name__ == "__main__":

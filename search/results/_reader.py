@@ -23,13 +23,22 @@ from sqlalchemy import JSON, Connection, DateTime, Select, Text, func, select, t
 
 from search.results._open import ReadOnlyStore, ResultsError
 from search.storage._records import SweepRecord, TrialRecord
-from search.storage._schema import HWCostRow, SweepRow, TrialMetricRow, TrialResultRow, TrialRow, TrialState
+from search.storage._schema import (
+    ArtifactRow,
+    HWCostRow,
+    SweepRow,
+    TrialMetricRow,
+    TrialResultRow,
+    TrialRow,
+    TrialState,
+)
 
 _SWEEPS = SweepRow.__table__
 _TRIALS = TrialRow.__table__
 _RESULTS = TrialResultRow.__table__
 _METRICS = TrialMetricRow.__table__
 _COSTS = HWCostRow.__table__
+_ARTIFACTS = ArtifactRow.__table__
 # The trial columns in the order _trial_record reads them; JSON and timestamps come as the driver's raw
 # values (decoded in _trial_record, ~2x faster than SQLAlchemy's per-row processors on 10,000 trials).
 _TRIAL_ORDER = (
@@ -260,6 +269,24 @@ class Results(ReadOnlyStore):
             for chunk in _chunks(list(trial_ids)):
                 query = select(_COSTS.c.trial_id, _COSTS.c.report).where(_COSTS.c.trial_id.in_(chunk))
                 out.update((trial_id, dict(report)) for trial_id, report in connection.execute(query))
+            return out
+
+        return self._run(work)
+
+    def artifacts(self, trial_ids: Sequence[int]) -> dict[int, list[dict[str, str]]]:
+        """Artifacts of many trials (one query per 30,000 ids): trial id -> [{"kind", "path", "sha256"}, ...]
+        in the order they were recorded (the newest of a kind last). Trials without artifacts are left out."""
+
+        def work(connection: Connection) -> dict[int, list[dict[str, str]]]:
+            out: dict[int, list[dict[str, str]]] = {}
+            for chunk in _chunks(list(trial_ids)):
+                query = (
+                    select(_ARTIFACTS.c.trial_id, _ARTIFACTS.c.kind, _ARTIFACTS.c.path, _ARTIFACTS.c.sha256)
+                    .where(_ARTIFACTS.c.trial_id.in_(chunk))
+                    .order_by(_ARTIFACTS.c.id)
+                )
+                for trial_id, kind, path, sha256 in connection.execute(query):
+                    out.setdefault(trial_id, []).append({"kind": kind, "path": path, "sha256": sha256})
             return out
 
         return self._run(work)

@@ -228,8 +228,10 @@ def test_sweeps_with_counts_paging_changed_since_and_bulk_metrics(store_url: str
 
 
 def test_reads_agree_with_the_store_and_never_write(store_url: str) -> None:
-    sweep, _ = _fill(store_url)
+    sweep, ids = _fill(store_url)
     store = Store(store_url)
+    store.add_artifact(ids[0], "checkpoint", "/runs/0.pt", "a" * 64)
+    store.add_artifact(ids[0], "hls4ml", "/exports/trial-00000", "b" * 64)
     with Results.open(store_url) as results:
         read = results.trials(sweep.id, [TrialState.COMPLETED])
         stored = store.trials(sweep.id, [TrialState.COMPLETED])
@@ -239,6 +241,8 @@ def test_reads_agree_with_the_store_and_never_write(store_url: str) -> None:
         front, volume = results.front(results.sweep("demo"))
         stored_front, stored_volume = sweep_front(store, sweep)
         assert [t.number for t in front] == [t.number for t in stored_front] and volume == stored_volume
+        assert results.artifacts(ids) == {ids[0]: store.artifacts(ids[0])}
+        assert [a["kind"] for a in results.artifacts([ids[0]])[ids[0]]] == ["checkpoint", "hls4ml"]
         with pytest.raises(ResultsError, match="no sweep named 'nope' in the store; known sweeps: demo"):
             results.sweep("nope")
         with results._engine.connect() as conn, pytest.raises(sqlalchemy.exc.DBAPIError):
