@@ -12,6 +12,7 @@ from ._budget import Budget
 from ._convert import supported_layer_types, to_hls4ml
 from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, estimate
 from ._errors import HWError, UnsupportedLayerError
+from ._precision import TensorRange, fixed_type, layer_precisions, profile_ranges
 from ._settings import HWSettings
 from ._verify import VerifyReport, verify_bit_exact
 
@@ -23,9 +24,13 @@ __all__ = [
     "HWError",
     "HWSettings",
     "LayerCost",
+    "TensorRange",
     "UnsupportedLayerError",
     "VerifyReport",
     "estimate",
+    "fixed_type",
+    "layer_precisions",
+    "profile_ranges",
     "supported_layer_types",
     "to_hls4ml",
     "verify_bit_exact",
