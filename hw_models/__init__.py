@@ -9,8 +9,8 @@ Example:
 """
 
 from ._budget import Budget
-from ._convert import supported_layer_types, to_hls4ml
-from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, estimate
+from ._convert import hls4ml_output, supported_layer_types, to_hls4ml
+from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, cost_of_graph, estimate
 from ._errors import HWError, UnsupportedLayerError
 from ._precision import TensorRange, fixed_type, layer_precisions, profile_ranges
 from ._settings import HWSettings
@@ -27,8 +27,10 @@ __all__ = [
     "TensorRange",
     "UnsupportedLayerError",
     "VerifyReport",
+    "cost_of_graph",
     "estimate",
     "fixed_type",
+    "hls4ml_output",
     "layer_precisions",
     "profile_ranges",
     "supported_layer_types",

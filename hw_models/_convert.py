@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import io
 import logging
 import math
@@ -106,11 +105,6 @@ def convert(
     if CustomFXTracer().is_leaf_module(model, ""):
         model = nn.Sequential(model)  # a bare layer: FX would trace into its functional form
     _ensure_quant_cast_handler()
-    if settings.strategy == "distributed_arithmetic" and importlib.util.find_spec("da4ml") is None:
-        raise HWError(
-            "strategy distributed_arithmetic needs the da4ml package (hls4ml generates its kernels with it), "
-            "which is not installed: pip install da4ml, or choose Latency or Resource"
-        )
     quantized = is_quantized(model)
     if quantized and precisions:
         raise HWError("precisions apply to float models; a Brevitas model's types are its quantizers'")
@@ -140,7 +134,9 @@ def convert(
             config["Model"]["Strategy"] = settings.strategy
             layer_configs: dict[str, dict[str, Any]] = config["LayerName"]
             if quantized:
-                for name, layer_precisions in _quantized_precisions(graph, twin, quantizer_precisions).items():
+                for name, layer_precisions in _quantized_precisions(
+                    graph, twin, quantizer_precisions
+                ).items():
                     layer_configs[name]["Precision"].update(layer_precisions)
             else:
                 for layer_config in layer_configs.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -81,10 +82,17 @@ class HWSettings:
             or self.reuse_factor < 1
         ):
             raise HWError(f"reuse_factor = {self.reuse_factor!r} is invalid; allowed: an integer >= 1")
-        if self.strategy == "distributed_arithmetic" and self.reuse_factor != 1:
-            raise HWError(
-                f"reuse_factor = {self.reuse_factor} is invalid with strategy distributed_arithmetic; allowed: 1"
-            )
+        if self.strategy == "distributed_arithmetic":
+            if self.reuse_factor != 1:
+                raise HWError(
+                    f"reuse_factor = {self.reuse_factor} is invalid with strategy distributed_arithmetic; "
+                    "allowed: 1"
+                )
+            if importlib.util.find_spec("da4ml") is None:
+                raise HWError(
+                    "strategy distributed_arithmetic needs the da4ml package (hls4ml generates its kernels "
+                    "with it), which is not installed: pip install da4ml, or choose Latency or Resource"
+                )
         try:
             parse_precision(self.default_precision)
         except HWError as error:
