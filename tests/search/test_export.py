@@ -161,7 +161,9 @@ def _export(store: str, *args: str) -> Any:
 def test_export_refuses_unknown_unfinished_and_uncheckpointed_trials(
     small_sweep: str, tmp_path: Path
 ) -> None:
-    out = ["--out", str(tmp_path / "out")]
+    work = tmp_path / "work"
+    work.mkdir()
+    out = ["--out", str(work / "out")]
     result = _export(small_sweep, *out, "--trial", "99")
     assert result.exit_code == 2 and "sweep 'exp' has no trial 99" in result.output
     result = _export(small_sweep, *out, "--trial", "1")
@@ -173,25 +175,29 @@ def test_export_refuses_unknown_unfinished_and_uncheckpointed_trials(
     assert result.exit_code == 2 and "--pareto, --trial N (repeatable) or --best METRIC" in result.output
     result = runner.invoke(app, ["export", "nope", "--store", small_sweep, "--pareto", *out])
     assert result.exit_code == 2 and "nope" in result.output
-    checkpoint = next(Path(small_sweep.removeprefix("sqlite:///") + ".runs").rglob("trial-00000.pt"))
+    checkpoint = next(
+        Path(small_sweep.removeprefix("sqlite:///")).with_suffix(".runs").rglob("trial-00000.pt")
+    )
     checkpoint.rename(checkpoint.with_suffix(".moved"))
     result = _export(small_sweep, *out, "--trial", "0")
     assert result.exit_code == 2 and "trial 0: checkpoint" in result.output and "is missing" in result.output
-    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert list(work.iterdir()) == []  # nothing written
 
 
 def test_export_refuses_bad_output_directories_and_settings_and_writes_nothing(
     small_sweep: str, tmp_path: Path
 ) -> None:
-    user_file = tmp_path / "notes.txt"
+    work = tmp_path / "work"
+    work.mkdir()
+    user_file = work / "notes.txt"
     user_file.write_text("mine")
     result = _export(small_sweep, "--trial", "0", "--out", str(user_file))
     assert result.exit_code == 2 and "is a file" in result.output and user_file.read_text() == "mine"
-    result = _export(small_sweep, "--trial", "0", "--out", str(tmp_path))
+    result = _export(small_sweep, "--trial", "0", "--out", str(work))
     assert result.exit_code == 2 and "exists and is not empty" in result.output and "--force" in result.output
     assert user_file.read_text() == "mine"
 
-    out = ["--trial", "0", "--out", str(tmp_path / "out")]
+    out = ["--trial", "0", "--out", str(work / "out")]
     result = _export(small_sweep, *out, "--strategy", "Fast")
     assert result.exit_code == 2 and "Latency" in result.output and "distributed_arithmetic" in result.output
     result = _export(small_sweep, *out, "--precision", "ap_fixed<16>")
@@ -209,4 +215,4 @@ def test_export_refuses_bad_output_directories_and_settings_and_writes_nothing(
     )
     result = _export(small_sweep, *out, "--best", "emd_mean", "--max", "speed <= 10")
     assert result.exit_code == 2 and "unknown quantity 'speed'" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
