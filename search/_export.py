@@ -558,6 +558,10 @@ class _Member:
             f"Task `{self.config.task.name}`; exported: the {what}, {kind}. "
             f"Architecture: {describe(self.trial.params)}.",
             "",
+            "```",
+            str(self.part),
+            "```",
+            "",
             "## Verification (hls4ml C++ emulation compiled with g++, on "
             f"{verification['rows']} validation rows)",
             "",
@@ -633,8 +637,8 @@ class _Member:
             "# older Vitis HLS: vitis_hls -f build_prj.tcl",
             "```",
             "",
-            "The g++ emulation used for the verification: `hls4ml_prj/build_lib.sh` (already built into "
-            "`hls4ml_prj/firmware/`).",
+            "`hls4ml_prj/build_lib.sh` builds the g++ emulation library the verification ran "
+            "(`hls4ml.converters.link_existing_project` loads it).",
             "",
             "## Package versions",
             "",
