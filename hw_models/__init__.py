@@ -9,9 +9,10 @@ Example:
 """
 
 from ._budget import Budget
-from ._convert import supported_layer_types, to_hls4ml
-from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, estimate
+from ._convert import hls4ml_output, supported_layer_types, to_hls4ml
+from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, cost_of_graph, estimate
 from ._errors import HWError, UnsupportedLayerError
+from ._precision import TensorRange, fixed_type, layer_precisions, profile_ranges
 from ._settings import HWSettings
 from ._verify import VerifyReport, verify_bit_exact
 
@@ -23,9 +24,15 @@ __all__ = [
     "HWError",
     "HWSettings",
     "LayerCost",
+    "TensorRange",
     "UnsupportedLayerError",
     "VerifyReport",
+    "cost_of_graph",
     "estimate",
+    "fixed_type",
+    "hls4ml_output",
+    "layer_precisions",
+    "profile_ranges",
     "supported_layer_types",
     "to_hls4ml",
     "verify_bit_exact",

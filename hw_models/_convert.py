@@ -11,7 +11,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import hls4ml
@@ -27,7 +27,7 @@ from torch import fx, nn
 
 from ._brevitas import SUPPORTED_BREVITAS, HwnasQuantCast, build_mirror, is_quantized
 from ._errors import HWError, UnsupportedLayerError
-from ._settings import HWSettings
+from ._settings import HWSettings, parse_precision
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,12 @@ def to_hls4ml(
     settings: HWSettings | None = None,
     *,
     output_dir: str | None = None,
+    precisions: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ModelGraph:
     """Convert a float torch model or a Brevitas-quantized model into an hls4ml ModelGraph.
 
-    Float models go through hls4ml's PyTorch frontend with every tensor at ``settings.default_precision``.
+    Float models go through hls4ml's PyTorch frontend with every tensor at ``settings.default_precision``
+    unless ``precisions`` sets it (see :func:`profile_precisions`).
     Brevitas models go through the bit-exact "mirror" route: a plain torch twin holding the quantized
     weights, with each layer's precision taken from its power-of-two quantizers (see ``_brevitas``). The
     graph is channels-last inside (``ChannelsLastConversion='internal'``): a (C, H, W) input is fed to
@@ -71,6 +73,8 @@ def to_hls4ml(
         input_shape: torch shape of one sample without batch, e.g. (1, 8, 8) or (48,).
         settings: hardware settings; ``HWSettings()`` when None.
         output_dir: project directory for a later write/compile; a new temporary directory when None.
+        precisions: hls4ml layer name -> tensor ("result", "weight", "bias", "accum") -> precision string,
+            for a float model only (a Brevitas model's types are its quantizers').
 
     Raises:
         UnsupportedLayerError: a layer or operation hls4ml cannot convert (named, with the supported types).
@@ -78,17 +82,21 @@ def to_hls4ml(
     """
     settings = check_settings(settings)
     if output_dir is not None:
-        return convert(model, input_shape, settings, output_dir)
+        return convert(model, input_shape, settings, output_dir, precisions)
     directory = tempfile.mkdtemp(prefix="hwnas-hls4ml-")
     try:
-        return convert(model, input_shape, settings, directory)
+        return convert(model, input_shape, settings, directory, precisions)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
 
 
 def convert(
-    model: nn.Module, input_shape: Sequence[int], settings: HWSettings, output_dir: str
+    model: nn.Module,
+    input_shape: Sequence[int],
+    settings: HWSettings,
+    output_dir: str,
+    precisions: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ModelGraph:
     """:func:`to_hls4ml` with an explicit output directory (which conversion itself never creates)."""
     shape = _check_input_shape(input_shape)
@@ -98,10 +106,12 @@ def convert(
         model = nn.Sequential(model)  # a bare layer: FX would trace into its functional form
     _ensure_quant_cast_handler()
     quantized = is_quantized(model)
-    twin, precisions = model, {}
+    if quantized and precisions:
+        raise HWError("precisions apply to float models; a Brevitas model's types are its quantizers'")
+    twin, quantizer_precisions = model, {}
     if quantized:  # unsupported Brevitas layers are named while mirroring
         mirror = build_mirror(model, shape)
-        twin, precisions = mirror.twin, mirror.precisions
+        twin, quantizer_precisions = mirror.twin, mirror.precisions
     graph = _trace(twin)
     _check_supported(graph, twin)
     unflattened = _unflattened_linears(graph, twin)
@@ -124,13 +134,16 @@ def convert(
             config["Model"]["Strategy"] = settings.strategy
             layer_configs: dict[str, dict[str, Any]] = config["LayerName"]
             if quantized:
-                for name, layer_precisions in _quantized_precisions(graph, twin, precisions).items():
+                for name, layer_precisions in _quantized_precisions(
+                    graph, twin, quantizer_precisions
+                ).items():
                     layer_configs[name]["Precision"].update(layer_precisions)
             else:
                 for layer_config in layer_configs.values():
                     precision = layer_config.get("Precision", {})
                     if precision.get("result") == "auto":
                         precision["result"] = settings.default_precision
+                _set_precisions(layer_configs, precisions or {})
             return hls4ml.converters.convert_from_pytorch_model(
                 twin,
                 hls_config=config,
@@ -144,6 +157,22 @@ def convert(
         raise
     except Exception as error:  # hls4ml raises bare Exception for everything it rejects
         raise HWError(f"hls4ml could not convert the model: {error}") from error
+
+
+def _set_precisions(
+    layer_configs: dict[str, dict[str, Any]], precisions: Mapping[str, Mapping[str, str]]
+) -> None:
+    for name, tensors in precisions.items():
+        if name not in layer_configs:
+            raise HWError(
+                f"precisions name layer {name!r}, which the model lacks; its layers: {', '.join(layer_configs)}"
+            )
+        for tensor, text in tensors.items():
+            try:
+                parse_precision(text)
+            except HWError as error:
+                raise HWError(f"layer {name!r}, {tensor}: {error}") from None
+            layer_configs[name].setdefault("Precision", {})[tensor] = text
 
 
 def check_settings(settings: HWSettings | None) -> HWSettings:

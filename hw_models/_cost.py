@@ -13,7 +13,8 @@ ops                2*P*N_in*N_out + P*N_out (bias): the float-op count of the EC
 bops               P * N_out * N_in * ((1-f_p)*b_a*b_w + b_a + b_w + log2(N_in))  (Baskin et al.)
 multipliers        ceil(N_in*N_out/RF) - floor((N_in*N_out - nz)/RF), times the conv parallelization
                    factor (hls4ml's multiplier_limit with pruned weights removed)
-dsp                multipliers when b_w >= 9, else 0 (small products go to LUTs)
+dsp                multipliers when b_w >= 9, else 0 (small products go to LUTs); 0 under the
+                   distributed_arithmetic strategy (adder trees in LUTs, no multipliers)
 lut                0.5 * (multipliers - dsp) * b_a * b_w: an uncalibrated heuristic (no vendor tool
                    here); use it to rank trials, not as a resource prediction
 bram               ceil(N_in*N_out*b_w / (RF*36)) under the Resource strategy with RF > 1, else 0
@@ -196,12 +197,19 @@ class CostReport:
         )
 
 
-def estimate(model: nn.Module, input_shape: Sequence[int], settings: HWSettings | None = None) -> CostReport:
+def estimate(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    settings: HWSettings | None = None,
+    *,
+    precisions: Mapping[str, Mapping[str, str]] | None = None,
+) -> CostReport:
     """Convert `model` with :func:`to_hls4ml` (no compile, nothing written) and cost its graph.
 
     Cheap enough for every trial (well under 0.2 s per encoder of the built-in spaces; measured in
     benchmarks/hw_cost.txt). Float models use
-    ``settings.default_precision`` for every bit width; Brevitas models their quantizers' widths.
+    ``settings.default_precision`` for every bit width (or the per-layer ``precisions``, as in
+    :func:`to_hls4ml`); Brevitas models their quantizers' widths.
     The figures are ESTIMATES (formulas in this module's docstring), not synthesis results.
 
     Raises:
@@ -210,7 +218,7 @@ def estimate(model: nn.Module, input_shape: Sequence[int], settings: HWSettings 
     """
     settings = check_settings(settings)
     with tempfile.TemporaryDirectory(prefix="hwnas-estimate-") as scratch:
-        graph = convert(model, input_shape, settings, str(Path(scratch) / "hls4ml"))
+        graph = convert(model, input_shape, settings, str(Path(scratch) / "hls4ml"), precisions)
     return cost_of_graph(graph, settings, quantized=is_quantized(model))
 
 
@@ -301,7 +309,8 @@ def _kernel_cost(
     nonzero = int(weights.nonzeros)
     kept = nonzero / synapses
     multipliers = (math.ceil(synapses / reuse) - (synapses - nonzero) // reuse) * parallel
-    dsp = multipliers if weight_bits >= DSP_MIN_WEIGHT_BITS else 0
+    distributed = base["strategy"].lower() == "distributed_arithmetic"
+    dsp = multipliers if weight_bits >= DSP_MIN_WEIGHT_BITS and not distributed else 0
     resource = base["strategy"].lower() == "resource"
     if isinstance(layer, hls_layers.Dense):
         ii = reuse

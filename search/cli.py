@@ -397,41 +397,133 @@ def pareto(
         err.print(f"plot written to {plot}")
 
 
+class IOType(StrEnum):
+    io_parallel = "io_parallel"
+    io_stream = "io_stream"
+
+
+class Strategy(StrEnum):
+    Latency = "Latency"
+    Resource = "Resource"
+    distributed_arithmetic = "distributed_arithmetic"
+
+
 @app.command("export")
 @cli_errors
 def export(
     name: Annotated[str, typer.Argument(help="Name of a sweep in the store.")],
+    pareto: Annotated[
+        bool, typer.Option("--pareto", help="Export every member of the Pareto front.")
+    ] = False,
     trial: Annotated[
         list[int] | None, typer.Option("--trial", help="Trial number to export (repeatable).")
     ] = None,
-    pareto: Annotated[bool, typer.Option("--pareto", help="Export every trial on the Pareto front.")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the hls4ml projects.")] = Path(
-        "exports"
-    ),
-    verify: Annotated[bool, typer.Option(help="Compile with g++ and compare with the torch model.")] = True,
+    best: Annotated[
+        str | None,
+        typer.Option("--best", metavar="METRIC", help="Export the trial with the best mean of METRIC."),
+    ] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--max", metavar="COST_EXPR", help="With --best: a cost limit such as 'ops <= 6544' (repeatable)."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="New (or empty) output directory; default exports/NAME.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out directory.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Export the whole model (decoder too), not just the on-chip part.")
+    ] = False,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="One fixed-point type for every tensor of a float model, e.g. 'ap_fixed<18,8>'."),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(min=0.0, help="Largest relative change of the task metrics in the hls4ml emulation."),
+    ] = 0.01,
+    io_type: Annotated[IOType | None, typer.Option(help="Override the sweep's io_type.")] = None,
+    reuse_factor: Annotated[
+        int | None, typer.Option(min=1, help="Override the sweep's reuse factor.")
+    ] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="Override the sweep's hls4ml strategy.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Write trained encoders as hls4ml projects and verify them bit for bit (g++ emulation)."""
-    from search._export import export_trial, select_trials
+    """Export trained models to firmware: per model a verified hls4ml project (g++ emulation), (Q)ONNX,
+    weights, cost report, metrics and a model card; an index ranks them along the front.
+
+    Exit code 0 when every model verified, 1 when one missed its tolerance (it is still written), 2 on bad
+    input (nothing is written).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from search._export import ExportOptions, export_settings, export_trials, select_trials
     from search.execution._loop import load_sweep
+    from search.execution._trial import job_task
     from search.storage._store import Store
 
     with _open_results(store) as results:  # a missing store exits 2 here, before anything is written
         sweep = results.sweep(name)
-        chosen = select_trials(results, sweep, trial or [], pareto)
-    db = Store(_store_url(store))  # export records the projects it writes as artifacts
-    _, config = load_sweep(db, name)
-    failed = 0
-    for record in chosen:
-        result = export_trial(db, config, record, out_dir / name, verify=verify)
-        if result.verified is None:
-            check = "not verified"
+        db = Store(_store_url(store))  # export records what it writes as artifacts
+        _, config = load_sweep(db, name)
+        directions = {
+            **dict(job_task(config.task).metric_directions),
+            **{o["name"]: o["direction"] for o in sweep.objectives},
+        }
+        chosen, ranks = select_trials(
+            results,
+            sweep,
+            numbers=trial or [],
+            pareto=pareto,
+            best=best,
+            limits=limit or [],
+            directions=directions,
+        )
+    options = ExportOptions(
+        out=out_dir if out_dir is not None else Path("exports") / name,
+        full=full,
+        precision=precision,
+        tolerance=tolerance,
+        io_type=None if io_type is None else io_type.value,
+        reuse_factor=reuse_factor,
+        strategy=None if strategy is None else strategy.value,
+        force=force,
+    )
+    export_settings(config, options)  # bad overrides exit 2 before any work
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task_id = bar.add_task("export", total=len(chosen))
+        done: set[int] = set()
+
+        def progress(record: Any, step: str) -> None:
+            if step == "done":
+                done.add(record.number)
+            bar.update(task_id, completed=len(done), description=f"trial {record.number}: {step}")
+
+        summary = export_trials(db, config, chosen, options, ranks=ranks, progress=progress)
+    for member in summary.members:
+        if member.problem is not None and not member.precision:
+            check = f"NOT EXPORTED: {member.problem}"
+        elif member.exact:
+            check = "verified, bit-exact"
         else:
-            kind = "bit-exact" if result.exact else f"max |error| {result.max_abs_error:.3g}"
-            check = ("verified, " if result.verified else "VERIFICATION FAILED, ") + kind
-            failed += not result.verified
-        out.print(f"trial {result.number}: {result.directory} ({check})", highlight=False)
-    if failed:
+            changes = ", ".join(f"{k} {v:+.3%}" for k, v in member.metric_changes.items())
+            verdict = "verified" if member.verified else "VERIFICATION FAILED"
+            check = f"{verdict}: {changes} (tolerance ±{tolerance:.2%}), max |error| {member.max_abs_error:.3g}; {member.precision}"
+            if member.problem:
+                check += f"; {member.problem}"
+        out.print(f"trial {member.number}: {summary.out / member.folder} ({check})", highlight=False)
+    out.print(f"index: {summary.out / 'index.md'} and index.csv", highlight=False)
+    if not summary.all_verified:
+        failed = [m.number for m in summary.members if not m.verified]
+        err.print(f"not verified: trial(s) {', '.join(map(str, failed))} (see their verification.json)")
         raise typer.Exit(1)
 
 
