@@ -277,23 +277,23 @@ def _api(app: FastAPI, live: Live) -> None:
         responses={200: {"content": {"application/zip": {}}}},
     )
     def download_export(sweep_id: int, number: int) -> StreamingResponse:
-        """The trial's newest hls4ml export folder (as recorded by ``hwnas export``), zipped."""
+        """The trial's newest export folder (as recorded by ``hwnas export``, with its manifest's hash), zipped."""
         sweep = live.sweep(sweep_id)
         trial = _trial(sweep, number)
         recorded = [
-            a for a in live.read(lambda r: r.artifacts([trial.id])).get(trial.id, []) if a["kind"] == "hls4ml"
+            a for a in live.read(lambda r: r.artifacts([trial.id])).get(trial.id, []) if a["kind"] == "export"
         ]
         if not recorded:
             raise NotFound(
                 f"trial {number} has no export yet (hwnas export {sweep.sweep.name} --trial {number})"
             )
         folder = Path(recorded[-1]["path"])
-        summary = folder / "summary.json"
-        if not folder.is_dir() or not summary.is_file():
+        manifest = folder / "MANIFEST.sha256"
+        if not folder.is_dir() or not manifest.is_file():
             raise NotFound(
                 f"the export folder of trial {number} ({folder.name}) is not on this host any more"
             )
-        if hashlib.sha256(summary.read_bytes()).hexdigest() != recorded[-1]["sha256"]:
+        if hashlib.sha256(manifest.read_bytes()).hexdigest() != recorded[-1]["sha256"]:
             raise NotFound(
                 f"the export folder of trial {number} ({folder.name}) changed since it was recorded"
             )

@@ -322,8 +322,8 @@ def history(live: SweepTrials) -> HypervolumeHistory:
 
 
 def export_of(sweep_id: int, number: int, artifacts: list[dict[str, str]]) -> Export | None:
-    """The newest hls4ml export the store recorded for a trial (``hwnas export`` records its folder)."""
-    exports = [a for a in artifacts if a["kind"] == "hls4ml"]
+    """The newest export the store recorded for a trial (``hwnas export`` records its folder)."""
+    exports = [a for a in artifacts if a["kind"] == "export"]
     if not exports:
         return None
     newest = exports[-1]

@@ -166,8 +166,11 @@ def test_the_export_download_serves_only_the_recorded_unchanged_folder(tmp_path:
         assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
         assert 'filename="trial-00003.zip"' in response.headers["content-disposition"]
         names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
-        assert sorted(names) == ["trial-00003/hls4ml_prj/firmware/myproject.cpp", "trial-00003/summary.json"]
-        (folder / "summary.json").write_text('{"trial": "edited"}\n')
+        assert sorted(names) == [
+            "trial-00003/MANIFEST.sha256",
+            "trial-00003/hls4ml_prj/firmware/myproject.cpp",
+        ]
+        (folder / "MANIFEST.sha256").write_text('{"trial": "edited"}\n')
         changed = client.get("/api/sweeps/1/trials/3/export.zip")
         assert changed.status_code == 404 and "changed since it was recorded" in changed.json()["detail"]
         shutil.rmtree(folder)

@@ -173,12 +173,12 @@ def test_the_trial_page_shows_config_curves_costs_replicates_and_downloads_the_e
     download.value.save_as(archive)
     with zipfile.ZipFile(archive) as zipped:
         assert sorted(zipped.namelist()) == [
+            "trial-00003/MANIFEST.sha256",
             "trial-00003/hls4ml_prj/firmware/myproject.cpp",
-            "trial-00003/summary.json",
         ]
         assert (
-            zipped.read("trial-00003/summary.json")
-            == (demo_store.export_folder / "summary.json").read_bytes()
+            zipped.read("trial-00003/MANIFEST.sha256")
+            == (demo_store.export_folder / "MANIFEST.sha256").read_bytes()
         )
 
     _open(page, f"{server}/sweeps/{sweep.id}/trials/5")

@@ -91,9 +91,9 @@ def fill_demo(store: Store, export_root: Path) -> Path:
     folder = export_root / "demo" / "trial-00003"
     (folder / "hls4ml_prj" / "firmware").mkdir(parents=True)
     (folder / "hls4ml_prj" / "firmware" / "myproject.cpp").write_text("// generated\n")
-    (folder / "summary.json").write_text('{"trial": 3}\n')
-    digest = hashlib.sha256((folder / "summary.json").read_bytes()).hexdigest()
-    store.add_artifact(front_trial.id, "hls4ml", str(folder), digest)
+    (folder / "MANIFEST.sha256").write_text('{"trial": 3}\n')
+    digest = hashlib.sha256((folder / "MANIFEST.sha256").read_bytes()).hexdigest()
+    store.add_artifact(front_trial.id, "export", str(folder), digest)
     return folder
 
 
