@@ -71,17 +71,24 @@ def soak(
     started = time.monotonic()
     launches = killed = 0
     log = (workdir / "soak-driver.log").open("ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A driver that stalls is made to print every thread's stack (SIGABRT) into the log before it is killed.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     try:
         while killed < kills and (kill_for_s is None or time.monotonic() - started < kill_for_s):
             launches += 1
             proc = subprocess.Popen([*HWNAS, "sweep", "launch", str(path)], stdout=log, stderr=log, env=env)
             try:
                 running = _runs_a_trial(store, proc)
-            except RuntimeError:
-                proc.kill()
-                proc.wait()
-                raise
+            except RuntimeError as stalled:
+                proc.send_signal(signal.SIGABRT)  # its stacks go to the log
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.flush()
+                tail = (workdir / "soak-driver.log").read_text(errors="replace")[-20_000:]
+                raise RuntimeError(f"{stalled}; the driver's log ends:\n{tail}") from None
             if running:  # then kill it at a random moment of its run
                 try:
                     proc.wait(timeout=rng.uniform(*delay_s))
@@ -96,16 +103,18 @@ def soak(
             break  # the sweep finished before the next kill
         else:
             launches += 1
-            done = subprocess.run(
-                [*HWNAS, "sweep", "launch", str(path)],
-                stdout=log,
-                stderr=log,
-                env=env,
-                timeout=final_timeout_s,
-            )
-            if done.returncode != 0:
+            last = subprocess.Popen([*HWNAS, "sweep", "launch", str(path)], stdout=log, stderr=log, env=env)
+            try:
+                last.wait(timeout=final_timeout_s)
+            except subprocess.TimeoutExpired:
+                last.send_signal(signal.SIGABRT)  # its stacks go to the log
+                last.wait()
                 raise RuntimeError(
-                    f"last driver exited with {done.returncode}; see {workdir / 'soak-driver.log'}"
+                    f"the last driver did not finish in {final_timeout_s:g} s; see {workdir / 'soak-driver.log'}"
+                ) from None
+            if last.returncode != 0:
+                raise RuntimeError(
+                    f"last driver exited with {last.returncode}; see {workdir / 'soak-driver.log'}"
                 )
     finally:
         log.close()
