@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +124,17 @@ def soak(
 
 
 def _runs_a_trial(store_url: str, proc: subprocess.Popen[bytes], timeout_s: float = 600.0) -> bool:
-    """True once the driver ``proc`` has started a trial (its worker name ends in its pid), False if it
-    exits first (the sweep is done). Reads the store, creates nothing."""
+    """True once the driver ``proc``, just launched, has started a trial (one started since this call:
+    its worker process renames the trial at once, so the name is no sign), False if it exits first (the
+    sweep is done). Reads the store, creates nothing."""
     import sqlalchemy
 
-    query = sqlalchemy.text("SELECT count(*) FROM trials WHERE state = 'RUNNING' AND worker LIKE :worker")
+    query = sqlalchemy.text("SELECT count(*) FROM trials WHERE started_at >= :since")
+    since = datetime.now(UTC)
     deadline = time.monotonic() + timeout_s
     database = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else None
+    if database is not None:
+        since = since.replace(tzinfo=None)  # SQLite holds the store's UTC times as naive text
     engine = None
     try:
         while time.monotonic() < deadline:
@@ -139,7 +144,7 @@ def _runs_a_trial(store_url: str, proc: subprocess.Popen[bytes], timeout_s: floa
                 engine = engine or sqlalchemy.create_engine(store_url)
                 try:
                     with engine.connect() as connection:
-                        if connection.scalar(query, {"worker": f"%:{proc.pid}"}):
+                        if connection.scalar(query, {"since": since}):
                             return True
                 except sqlalchemy.exc.SQLAlchemyError:
                     pass  # the driver is creating the store
