@@ -7,6 +7,8 @@ sweep. Guarantees:
   (interrupted or left by a dead worker) under their own numbers, and never loses or duplicates a trial.
 - No config is trained twice in a sweep unless as a declared replicate: a proposal whose canonical config
   the sweep has already is told that trial's outcome (or Failed while it still runs), without training.
+- The trial budget holds whatever drivers run at once: the store adds a new search trial only within the
+  budget and only if no search trial has its config, checked in the transaction that adds it.
 - Infeasible configs and configs over a hardware budget are recorded INFEASIBLE and told to the strategy
   without training. A trial that raises or diverges ends FAILED with its reason; the sweep goes on. A trial
   whose worker died runs again (up to ``max_retries``).
