@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from search.storage import BudgetSpent, ConfigTaken
 from search.storage import _store as store_module
 from search.storage import _trial_data as trial_data_module
 from search.storage._schema import FINISHED_STATES, TrialState
-from search.storage import BudgetSpent, ConfigTaken
 from search.storage._store import Store, StoreError, SweepRecord
 
 
