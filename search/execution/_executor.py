@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from search._types import Failed, Outcome
-from search.execution._trial import TrialJob, die_with_parent, run_trial, worker_store
+from search.execution._trial import TrialJob, run_trial, worker_store
+from search.execution._worker import die_with_parent
 
 
 @dataclass(frozen=True)

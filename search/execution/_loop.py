@@ -7,6 +7,8 @@ sweep. Guarantees:
   (interrupted or left by a dead worker) under their own numbers, and never loses or duplicates a trial.
 - No config is trained twice in a sweep unless as a declared replicate: a proposal whose canonical config
   the sweep has already is told that trial's outcome (or Failed while it still runs), without training.
+- The trial budget holds whatever drivers run at once: the store adds a new search trial only within the
+  budget and only if no search trial has its config, checked in the transaction that adds it.
 - Infeasible configs and configs over a hardware budget are recorded INFEASIBLE and told to the strategy
   without training. A trial that raises or diverges ends FAILED with its reason; the sweep goes on. A trial
   whose worker died runs again (up to ``max_retries``).
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +47,7 @@ from search.execution._setup import (
 )
 from search.execution._trial import TrialJob
 from search.results import evaluations, pooled_std, sweep_front
-from search.storage import Store, StoreError, TrialRecord, TrialState
+from search.storage import BudgetSpent, ConfigTaken, Store, StoreError, TrialRecord, TrialState
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,8 @@ class SweepLoop:
         except BaseException:
             self.executor.shutdown()
             raise
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.host = socket.gethostname()
+        self.worker = f"{self.host}:{os.getpid()}"
         self._rejections = 0
         self._noise: dict[str, float] = {}  # pooled std of each noisy objective, from replicates
         self._running: dict[int, tuple[TrialRecord, str | None]] = {}  # trial id -> (trial, strategy key)
@@ -158,11 +162,26 @@ class SweepLoop:
     def _queue_warm_start(self) -> None:
         for canonical in self.warm_start:
             digest = self.space.config_hash(canonical)
-            if digest not in self._known:
+            if digest in self._known:
+                continue
+            try:
                 trial = self.store.create_trial(
-                    self.sweep.id, canonical, config_hash=digest, origin="warm-start"
+                    self.sweep.id,
+                    canonical,
+                    config_hash=digest,
+                    origin="warm-start",
+                    budget=self.config.trials,
+                    unique_config=True,
                 )
-                self._known[digest] = trial.id
+            except ConfigTaken as taken:  # a driver started beside this one queued it
+                self._known[digest] = taken.trial_id
+                continue
+            except BudgetSpent:
+                log.warning(
+                    "warm-start configs past the budget of %d trials are left out", self.config.trials
+                )
+                return
+            self._known[digest] = trial.id
 
     # -- proposing ----------------------------------------------------------------------------------
     def _trained_or_running(self) -> int:
@@ -174,13 +193,12 @@ class SweepLoop:
         queued = self.store.trials(self.sweep.id, [TrialState.QUEUED])
         return next((t for t in queued if (t.replicate_of is not None) == replicates), None)
 
-    def _next_trial(self) -> tuple[TrialRecord, str | None] | None:
-        """The next trial to run: a queued one first, else a new feasible proposal of the strategy."""
+    def _propose(self) -> tuple[dict[str, Any], str, str] | None:
+        """The strategy's next feasible config that the sweep lacks, as (canonical config, its hash, the
+        proposal's key); None once the strategy has no more. Infeasible proposals are recorded INFEASIBLE
+        and duplicates are told the outcome of the trial that has their config, neither trained."""
         from spaces import Infeasible
 
-        queued = self._queued(replicates=False)
-        if queued is not None:
-            return queued, self._retried_keys.pop(queued.id, None)
         while self._rejections < _MAX_CONSECUTIVE_REJECTIONS:
             proposals = self.strategy.ask(1)
             if not proposals:
@@ -190,10 +208,13 @@ class SweepLoop:
             if isinstance(canonical, Infeasible):
                 self._rejections += 1
                 params = dict(proposal.config)
-                trial = self.store.create_trial(
-                    self.sweep.id, params, config_hash=self.space.config_hash(params)
+                self.store.create_trial(
+                    self.sweep.id,
+                    params,
+                    config_hash=self.space.config_hash(params),
+                    state=TrialState.INFEASIBLE,
+                    error=canonical.reason,
                 )
-                self.store.finish_trial(trial.id, TrialState.INFEASIBLE, error=canonical.reason)
                 self.strategy.tell(proposal.key, Rejected(canonical.reason))
                 continue
             digest = self.space.config_hash(canonical)
@@ -201,14 +222,41 @@ class SweepLoop:
                 self._rejections += 1
                 self.strategy.tell(proposal.key, self._known_outcome(self._known[digest]))
                 continue
-            trial = self.store.create_trial(self.sweep.id, canonical, config_hash=digest)
-            self._known[digest] = trial.id
-            return trial, proposal.key
+            return canonical, digest, proposal.key
         raise SweepError(
             f"{self._rejections} configs in a row were infeasible, over budget or already in the sweep "
             f"({', '.join(self.config.budgets) or 'no budgets'}); the space or the budgets leave (almost) "
             "nothing new that is feasible"
         )
+
+    def _start_new(self) -> tuple[TrialRecord, str] | bool:
+        """A new search trial, started; False when the strategy has no more configs, True when the budget is
+        spent. The store adds it only within the budget and if no trial has its config, atomically: a
+        driver running beside this one may have taken the last trial or the config since the checks here."""
+        while (proposal := self._propose()) is not None:
+            canonical, digest, key = proposal
+            try:
+                trial = self.store.create_trial(
+                    self.sweep.id,
+                    canonical,
+                    config_hash=digest,
+                    state=TrialState.RUNNING,
+                    worker=self.worker,
+                    host=self.host,
+                    budget=self.config.trials,
+                    unique_config=True,
+                )
+            except BudgetSpent:
+                self.strategy.tell(key, Failed("not run: another driver of the sweep spent the budget"))
+                return True
+            except ConfigTaken as taken:
+                self._known[digest] = taken.trial_id
+                self._rejections += 1
+                self.strategy.tell(key, self._known_outcome(taken.trial_id))
+                continue
+            self._known[digest] = trial.id
+            return trial, key
+        return False
 
     def _known_outcome(self, trial_id: int) -> Outcome:
         """What a duplicate proposal is told: the outcome of the trial that has its config, or Failed while
@@ -240,27 +288,29 @@ class SweepLoop:
         """Start trials while workers are free and budget remains; False once the strategy is exhausted.
 
         Queued replicates run whatever the trial budget (they re-evaluate trials, they do not search), but
-        not past the time limit, which bounds the whole run.
+        not past the time limit, which bounds the whole run. Queued search trials run before new ones.
         """
         limit = self.config.time_limit_s
         while len(self._running) < self.executor.capacity:
             if limit is not None and time.monotonic() - started >= limit:
                 self.timed_out = True
                 return True
-            replicate = self._queued(replicates=True)
-            if replicate is not None:
-                trial, key = replicate, None
-            elif self._trained_or_running() >= self.config.trials:
-                return True
+            queued = self._queued(replicates=True)
+            if queued is None:
+                if self._trained_or_running() >= self.config.trials:
+                    return True
+                queued = self._queued(replicates=False)
+            if queued is not None:
+                key = self._retried_keys.pop(queued.id, None)
+                try:
+                    trial = self.store.start_trial(queued.id, worker=self.worker, host=self.host)
+                except StoreError:
+                    continue  # another driver of the same sweep took this queued trial first
             else:
-                nxt = self._next_trial()
-                if nxt is None:
-                    return False
-                trial, key = nxt
-            try:
-                trial = self.store.start_trial(trial.id, worker=self.worker, host=socket.gethostname())
-            except StoreError:
-                continue  # another driver of the same sweep took this queued trial first
+                new = self._start_new()
+                if isinstance(new, bool):
+                    return new
+                trial, key = new
             self._running[trial.id] = (trial, key)
             self.executor.submit(self._job(trial))
         return True

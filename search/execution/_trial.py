@@ -6,16 +6,11 @@ moves the trial between states from the returned :class:`Outcome`.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import io
 import logging
 import math
-import multiprocessing
-import os
-import signal
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +44,6 @@ class TrialJob:
     seed: int
     checkpoint_dir: str | None
     rungs: RungPlan | None = None  # ASHA's rungs; None trains to the full epochs (replicates, no scheduler)
-
-
-def die_with_parent() -> None:
-    """Process-pool initializer: a worker must not outlive a killed driver (Linux prctl PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        parent = multiprocessing.parent_process()
-        if parent is not None and os.getppid() != parent.pid:
-            os._exit(1)  # the driver died while this worker started up, before the signal was armed
-    torch.set_num_threads(1)
 
 
 @functools.lru_cache(maxsize=4)

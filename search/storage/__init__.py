@@ -10,17 +10,40 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from search.storage._records import DEFAULT_STORE_URL, StoreError, SweepRecord, TrialRecord
+    from search.storage._records import (
+        DEFAULT_STORE_URL,
+        BudgetSpent,
+        ConfigTaken,
+        StoreError,
+        SweepRecord,
+        TrialRecord,
+    )
     from search.storage._schema import TrialState
     from search.storage._store import Store
 
 _EXPORTS = {
     "search.storage._schema": ("TrialState",),
-    "search.storage._records": ("DEFAULT_STORE_URL", "StoreError", "SweepRecord", "TrialRecord"),
+    "search.storage._records": (
+        "DEFAULT_STORE_URL",
+        "BudgetSpent",
+        "ConfigTaken",
+        "StoreError",
+        "SweepRecord",
+        "TrialRecord",
+    ),
     "search.storage._store": ("Store",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["DEFAULT_STORE_URL", "Store", "StoreError", "SweepRecord", "TrialRecord", "TrialState"]
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "BudgetSpent",
+    "ConfigTaken",
+    "Store",
+    "StoreError",
+    "SweepRecord",
+    "TrialRecord",
+    "TrialState",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,18 @@ class StoreError(ValueError):
     """The store cannot do what was asked: unreachable database, newer schema, illegal transition, ..."""
 
 
+class BudgetSpent(StoreError):
+    """No trial was added: the sweep already has as many search trials as its budget allows."""
+
+
+class ConfigTaken(StoreError):
+    """No trial was added: a search trial of the sweep (``trial_id``) already has this config."""
+
+    def __init__(self, message: str, trial_id: int) -> None:
+        super().__init__(message)
+        self.trial_id = trial_id
+
+
 @dataclass(frozen=True)
 class SweepRecord:
     id: int

@@ -9,19 +9,16 @@ Contract:
 - Database errors surface as :class:`StoreError` naming the URL (password hidden) and the cause.
 - The trial lifecycle is the state machine in ``_schema.ALLOWED_TRANSITIONS``; finished trials are
   immutable. A transition that is not allowed raises :class:`StoreError`.
-- Trial numbers are unique per sweep under concurrency: the sweep row is locked while the next number is
-  taken (PostgreSQL), a unique constraint guards it everywhere, and a lost race is retried with a bounded,
-  jittered back-off (SQLite, where the lock is a no-op).
+- Trials are added under the sweep's write lock (SQLite's, taken at the start of the transaction, or the
+  sweep's row on PostgreSQL): trial numbers are unique under concurrency (a unique constraint guards them
+  too), and the budget and duplicate-config checks of ``create_trial`` hold against concurrent drivers.
 - NaN never enters ``trial_results`` (a NaN objective fails the trial upstream; here it is refused); +-inf
   is stored faithfully. Per-epoch metrics store NaN as NULL.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import random
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -39,6 +36,8 @@ from search.storage._records import (
     DEFAULT_STORE_URL as DEFAULT_STORE_URL,  # re-exported: this module was its home
 )
 from search.storage._records import (
+    BudgetSpent,
+    ConfigTaken,
     StoreError,
     SweepRecord,
     TrialRecord,
@@ -54,10 +53,6 @@ from search.storage._schema import (
     utcnow,
 )
 from search.storage._trial_data import TrialData
-
-log = logging.getLogger(__name__)
-
-_NUMBER_RETRIES = 12
 
 
 def _sweep_record(row: SweepRow) -> SweepRecord:
@@ -201,48 +196,75 @@ class Store(TrialData):
         origin: str = "search",
         seed: int | None = None,
         replicate_of: int | None = None,
+        worker: str | None = None,
+        host: str | None = None,
+        error: str | None = None,
+        budget: int | None = None,
+        unique_config: bool = False,
     ) -> TrialRecord:
-        """Add a trial with the next free number of its sweep (unique under concurrent writers).
+        """Add a trial with the next number of its sweep: QUEUED, RUNNING (its first attempt, started by
+        ``worker`` on ``host``) or INFEASIBLE (with ``error``; never trained).
 
+        The checks and the insert are one transaction holding the sweep's write lock, so concurrent drivers
+        get unique numbers and never overshoot: with ``budget``, BudgetSpent unless the sweep has fewer
+        search trials than that in a state that counts (all but INFEASIBLE: a queued trial is promised a
+        run); with ``unique_config``, ConfigTaken (naming the trial) if a search trial has ``config_hash``.
         ``seed`` is the trial's training seed; None gives it its own number, so every trial differs.
         """
-        if state not in (TrialState.QUEUED, TrialState.RUNNING):
-            raise StoreError(f"a new trial starts QUEUED or RUNNING, not {state.value}")
-        for attempt in range(_NUMBER_RETRIES):
-            try:
-                with self._session() as session:
-                    # Serialises number allocation per sweep on PostgreSQL; a no-op on SQLite, where the
-                    # unique constraint plus the retry below does the job.
-                    session.execute(select(SweepRow.id).where(SweepRow.id == sweep_id).with_for_update())
-                    last = session.scalar(
-                        select(func.max(TrialRow.number)).where(TrialRow.sweep_id == sweep_id)
+        if state not in (TrialState.QUEUED, TrialState.RUNNING, TrialState.INFEASIBLE):
+            raise StoreError(f"a new trial starts QUEUED, RUNNING or INFEASIBLE, not {state.value}")
+        with self._session() as session:
+            self._lock_sweep(session, sweep_id)
+            search = (TrialRow.sweep_id == sweep_id, TrialRow.replicate_of.is_(None))
+            if unique_config:
+                taken = session.scalar(
+                    select(TrialRow.id).where(*search, TrialRow.config_hash == config_hash).limit(1)
+                )
+                if taken is not None:
+                    raise ConfigTaken(f"sweep {sweep_id} has this config already (trial id {taken})", taken)
+            if budget is not None:
+                counted = session.scalar(
+                    select(func.count(TrialRow.id)).where(
+                        *search, TrialRow.state != TrialState.INFEASIBLE.value
                     )
-                    now = utcnow()
-                    number = 0 if last is None else last + 1
-                    row = TrialRow(
-                        sweep_id=sweep_id,
-                        number=number,
-                        params=dict(params),
-                        config_hash=config_hash,
-                        state=state.value,
-                        origin=origin,
-                        replicate_of=replicate_of,
-                        seed=number if seed is None else seed,
-                        fidelity=0,
-                        attempts=1 if state is TrialState.RUNNING else 0,
-                        started_at=now if state is TrialState.RUNNING else None,
-                        heartbeat_at=now if state is TrialState.RUNNING else None,
-                    )
-                    session.add(row)
-                    session.flush()
-                    return _trial_record(row, {})
-            except IntegrityError:
-                delay = min(0.5, 0.005 * 2**attempt) * (0.5 + random.random())
-                log.debug("trial number taken concurrently; retry %d in %.3f s", attempt + 1, delay)
-                time.sleep(delay)
-        raise StoreError(
-            f"could not allocate a trial number for sweep {sweep_id} after {_NUMBER_RETRIES} tries"
-        )
+                )
+                if (counted or 0) >= budget:
+                    raise BudgetSpent(f"sweep {sweep_id} has its {budget} trials already")
+            last = session.scalar(select(func.max(TrialRow.number)).where(TrialRow.sweep_id == sweep_id))
+            now = utcnow()
+            number = 0 if last is None else last + 1
+            running = state is TrialState.RUNNING
+            row = TrialRow(
+                sweep_id=sweep_id,
+                number=number,
+                params=dict(params),
+                config_hash=config_hash,
+                state=state.value,
+                origin=origin,
+                replicate_of=replicate_of,
+                seed=number if seed is None else seed,
+                fidelity=0,
+                attempts=1 if running else 0,
+                error=error,
+                worker=worker,
+                host=host,
+                started_at=now if running else None,
+                heartbeat_at=now if running else None,
+                finished_at=now if state.finished else None,
+            )
+            session.add(row)
+            session.flush()
+            return _trial_record(row, {})
+
+    def _lock_sweep(self, session: Session, sweep_id: int) -> None:
+        """Take the lock that serialises the writers adding trials to a sweep, before anything is read:
+        SQLite's write lock (BEGIN IMMEDIATE; a plain transaction would read a snapshot first and take the
+        lock only at its insert) or the sweep's row on PostgreSQL. Raises StoreError for an unknown sweep."""
+        if self.engine.dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        found = session.scalar(select(SweepRow.id).where(SweepRow.id == sweep_id).with_for_update())
+        if found is None:
+            raise StoreError(f"no sweep with id {sweep_id}")
 
     def get_trial(self, trial_id: int) -> TrialRecord:
         with self._session() as session:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +72,24 @@ def soak(
     started = time.monotonic()
     launches = killed = 0
     log = (workdir / "soak-driver.log").open("ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A driver that stalls is made to print every thread's stack (SIGABRT) into the log before it is killed.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     try:
         while killed < kills and (kill_for_s is None or time.monotonic() - started < kill_for_s):
             launches += 1
             proc = subprocess.Popen([*HWNAS, "sweep", "launch", str(path)], stdout=log, stderr=log, env=env)
             try:
                 running = _runs_a_trial(store, proc)
-            except RuntimeError:
-                proc.kill()
-                proc.wait()
-                raise
+            except RuntimeError as stalled:
+                proc.send_signal(signal.SIGABRT)  # its stacks go to the log
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.flush()
+                tail = (workdir / "soak-driver.log").read_text(errors="replace")[-20_000:]
+                raise RuntimeError(f"{stalled}; the driver's log ends:\n{tail}") from None
             if running:  # then kill it at a random moment of its run
                 try:
                     proc.wait(timeout=rng.uniform(*delay_s))
@@ -96,16 +104,18 @@ def soak(
             break  # the sweep finished before the next kill
         else:
             launches += 1
-            done = subprocess.run(
-                [*HWNAS, "sweep", "launch", str(path)],
-                stdout=log,
-                stderr=log,
-                env=env,
-                timeout=final_timeout_s,
-            )
-            if done.returncode != 0:
+            last = subprocess.Popen([*HWNAS, "sweep", "launch", str(path)], stdout=log, stderr=log, env=env)
+            try:
+                last.wait(timeout=final_timeout_s)
+            except subprocess.TimeoutExpired:
+                last.send_signal(signal.SIGABRT)  # its stacks go to the log
+                last.wait()
                 raise RuntimeError(
-                    f"last driver exited with {done.returncode}; see {workdir / 'soak-driver.log'}"
+                    f"the last driver did not finish in {final_timeout_s:g} s; see {workdir / 'soak-driver.log'}"
+                ) from None
+            if last.returncode != 0:
+                raise RuntimeError(
+                    f"last driver exited with {last.returncode}; see {workdir / 'soak-driver.log'}"
                 )
     finally:
         log.close()
@@ -114,13 +124,17 @@ def soak(
 
 
 def _runs_a_trial(store_url: str, proc: subprocess.Popen[bytes], timeout_s: float = 600.0) -> bool:
-    """True once the driver ``proc`` has started a trial (its worker name ends in its pid), False if it
-    exits first (the sweep is done). Reads the store, creates nothing."""
+    """True once the driver ``proc``, just launched, has started a trial (one started since this call:
+    its worker process renames the trial at once, so the name is no sign), False if it exits first (the
+    sweep is done). Reads the store, creates nothing."""
     import sqlalchemy
 
-    query = sqlalchemy.text("SELECT count(*) FROM trials WHERE state = 'RUNNING' AND worker LIKE :worker")
+    query = sqlalchemy.text("SELECT count(*) FROM trials WHERE started_at >= :since")
+    since = datetime.now(UTC)
     deadline = time.monotonic() + timeout_s
     database = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else None
+    if database is not None:
+        since = since.replace(tzinfo=None)  # SQLite holds the store's UTC times as naive text
     engine = None
     try:
         while time.monotonic() < deadline:
@@ -130,7 +144,7 @@ def _runs_a_trial(store_url: str, proc: subprocess.Popen[bytes], timeout_s: floa
                 engine = engine or sqlalchemy.create_engine(store_url)
                 try:
                     with engine.connect() as connection:
-                        if connection.scalar(query, {"worker": f"%:{proc.pid}"}):
+                        if connection.scalar(query, {"since": since}):
                             return True
                 except sqlalchemy.exc.SQLAlchemyError:
                     pass  # the driver is creating the store

@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 from soak import soak
 
-pytestmark = [
-    pytest.mark.slow,
-    # Found by this test on 2026-12-01 and not yet fixed: a driver restarted after a SIGKILL can wait
-    # forever without starting a trial (seen on PostgreSQL, once on SQLite in benchmarks/soak.py). A test
-    # that can hang has no place in CI; run it by hand with -p no:skip ... until issue 14 is closed.
-    pytest.mark.skip(reason="known hang of a restarted driver (issue 14, open): see benchmarks/soak.txt"),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_ten_driver_kills_lose_nothing_and_train_nothing_twice(tmp_path: Path, store_url: str) -> None:

@@ -108,6 +108,37 @@ def test_trial_numbers_unique_with_four_concurrent_processes(store_url: str) -> 
     }
 
 
+_ADD_WITHIN_BUDGET = """
+import sys
+from search.storage import BudgetSpent, ConfigTaken, Store, TrialState
+url, sweep, worker = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+store = Store(url)
+for i in range(25):
+    config = (7 * worker + i) % 40  # the four writers propose overlapping configs
+    try:
+        store.create_trial(
+            sweep, {"c": config}, config_hash=f"c{config}", state=TrialState.RUNNING, budget=30, unique_config=True
+        )
+    except (BudgetSpent, ConfigTaken):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_adding_trials_keep_the_budget_and_add_no_config_twice(store_url: str) -> None:
+    store = Store(store_url)
+    sweep = _sweep(store)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _ADD_WITHIN_BUDGET, store_url, str(sweep), str(w)])
+        for w in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in writers] == [0, 0, 0, 0]
+    trials = store.trials(sweep)
+    assert len(trials) == 30  # 100 tries of 40 distinct configs: exactly the budget, never more
+    assert len({t.config_hash for t in trials}) == 30
+    assert sorted(t.number for t in trials) == list(range(30))
+
+
 def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
     store = Store(sqlite_url)
     with store.engine.connect() as conn:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from search.storage import BudgetSpent, ConfigTaken
 from search.storage import _store as store_module
 from search.storage import _trial_data as trial_data_module
 from search.storage._schema import FINISHED_STATES, TrialState
@@ -171,6 +172,46 @@ def test_count_trials_filters_by_state_and_can_leave_out_replicates(
     assert count(list(TrialState)) == len(store.trials(sweep)) == 7
     assert store.count_trials(other, [TrialState.COMPLETED]) == 1
     assert store.count_trials(other + 1, list(TrialState)) == 0  # no such sweep: nothing to count
+
+
+def test_create_trial_within_a_budget_counts_every_search_trial_but_infeasible_and_replicates(
+    store: Store, new_sweep: Callable[..., int]
+) -> None:
+    sweep = new_sweep()
+    store.create_trial(sweep, {}, config_hash="q", budget=3)  # QUEUED: promised a run, so it counts
+    best = store.get_trial(_finished(store, sweep, TrialState.COMPLETED))
+    store.create_trial(sweep, {"x": -1}, config_hash="bad", state=TrialState.INFEASIBLE, error="too small")
+    store.create_trial(sweep, {}, config_hash="r", replicate_of=best.number)
+    started = store.create_trial(
+        sweep, {}, config_hash="s", state=TrialState.RUNNING, worker="w", host="h", budget=3
+    )
+    assert (started.state, started.attempts, started.worker, started.host) == (
+        TrialState.RUNNING,
+        1,
+        "w",
+        "h",
+    )
+    assert started.heartbeat_at is not None and started.started_at is not None
+    with pytest.raises(BudgetSpent, match="has its 3 trials"):
+        store.create_trial(sweep, {}, config_hash="t", state=TrialState.RUNNING, budget=3)
+    infeasible = store.trials(sweep, [TrialState.INFEASIBLE])
+    assert [(t.error, t.attempts, t.finished_at is not None) for t in infeasible] == [("too small", 0, True)]
+    assert len(store.trials(sweep)) == 5
+
+
+def test_create_trial_with_unique_config_names_the_search_trial_that_has_it(
+    store: Store, new_sweep: Callable[..., int]
+) -> None:
+    sweep, other = new_sweep("s"), new_sweep("other")
+    first = store.create_trial(sweep, {}, config_hash="a", unique_config=True)
+    with pytest.raises(ConfigTaken) as taken:
+        store.create_trial(sweep, {}, config_hash="a", state=TrialState.RUNNING, unique_config=True)
+    assert taken.value.trial_id == first.id
+    store.create_trial(other, {}, config_hash="a", unique_config=True)  # another sweep's config
+    store.create_trial(sweep, {}, config_hash="a", replicate_of=first.number)  # a replicate may repeat it
+    with pytest.raises(StoreError, match="no sweep with id"):
+        store.create_trial(other + 1, {}, config_hash="a")
+    assert [t.config_hash for t in store.trials(sweep)] == ["a", "a"]
 
 
 def test_heartbeat_stamps_only_the_given_running_trials(
