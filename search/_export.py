@@ -288,8 +288,8 @@ def export_trials(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    for trial, member in zip(trials, members, strict=True):
-        manifest = options.out / member.folder / "MANIFEST.sha256"
+    for trial, result in zip(trials, members, strict=True):
+        manifest = options.out / result.folder / "MANIFEST.sha256"
         if manifest.is_file():
             store.add_artifact(trial.id, "export", str(manifest.parent), _sha256(manifest))
     return ExportSummary(options.out, members)
@@ -704,7 +704,7 @@ def _run_qonnx(path: Path, x: np.ndarray) -> np.ndarray:
     # qonnx runs each standard node as a one-node model stamped with the installed onnx's IR version (14),
     # newer than onnxruntime 1.31 loads (13); the nodes need no newer IR than 10.
     saved = onnx.IR_VERSION
-    onnx.IR_VERSION = _QONNX_NODE_IR_VERSION
+    onnx.IR_VERSION = _QONNX_NODE_IR_VERSION  # type: ignore[assignment]  # onnx types it as its Version enum
     try:
         result = execute_onnx(model, {name: x.astype(np.float32)})[output]
     finally:
