@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ Reporter = Callable[[int, dict[str, float]], None]
 LR_SCHEDULES: tuple[str, ...] = ("constant", "warmup", "warmup_cosine")
 _WARMUP_FRACTION = 0.05
 _FINAL_LR_FACTOR = 0.05
+# Node pruning: the gated network trains for this share of the epochs, the rebuilt smaller one for the rest.
+_GATING_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -206,3 +209,45 @@ def train(
         model.load_state_dict(best_state)
         log.debug("restored the weights of epoch %d (val_loss %.6g)", best_epoch, best_loss)
     return TrainResult(len(history), history, best_loss, best_epoch, stopped_early)
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    data: TaskData,
+    settings: TrainSettings,
+    report: Reporter | None = None,
+    on_rebuild: Callable[[nn.Module], None] | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """Train ``model`` as :func:`train` does and return (the trained model, the result).
+
+    A model whose ``gated`` is true (node pruning, `spaces` ``<layer>_keep`` keys) trains gated for the
+    first half of the epochs (at least 1; float, no early stopping), is then rebuilt with its kept nodes
+    only (``model.prune_nodes()``, passed to ``on_rebuild``) and the smaller model trains for the remaining
+    epochs with its own compression schedule and ``patience``: that smaller model is returned. Epochs are
+    reported and recorded 1..``settings.epochs`` across both phases. Raises what :func:`train` raises.
+    """
+    if not getattr(model, "gated", False):
+        return model, train(model, task, data, settings, report)
+    gating = max(1, round(_GATING_FRACTION * settings.epochs)) if settings.epochs > 1 else 1
+    first = train(model, task, data, dataclasses.replace(settings, epochs=gating, patience=None), report)
+    pruned: nn.Module = model.prune_nodes()  # type: ignore[operator]
+    if on_rebuild is not None:
+        on_rebuild(pruned)
+    rest = settings.epochs - gating
+    if rest == 0:
+        return pruned, first
+
+    def shifted(epoch: int, metrics: dict[str, float]) -> None:
+        if report is not None:
+            report(gating + epoch, metrics)
+
+    second = train(pruned, task, data, dataclasses.replace(settings, epochs=rest), shifted)
+    history = first.history + [{**entry, "epoch": entry["epoch"] + gating} for entry in second.history]
+    return pruned, TrainResult(
+        first.epochs_run + second.epochs_run,
+        history,
+        second.best_val_loss,
+        second.best_epoch + gating if second.best_epoch else 0,
+        second.stopped_early,
+    )

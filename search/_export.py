@@ -88,6 +88,8 @@ def export_trial(
     payload = _checkpoint(store, trial)
     task = get_task(config.task.name, loss=config.task.loss)
     model = task.build_model(trial.params)
+    if model.gated:  # node pruning: the checkpoint holds the smaller network
+        model = model.prune_nodes()
     model.load_state_dict(torch.load(io.BytesIO(payload), weights_only=True))
     model.eval()
 

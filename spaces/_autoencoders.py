@@ -71,8 +71,9 @@ class ConvAutoencoder(Autoencoder):
 
         encoder: list[nn.Module] = make.input(signed=model_input.signed)
         channels = in_channels
-        for layer in layers:
-            encoder += [make.conv(layer, channels), make.relu()]
+        for i, layer in enumerate(layers):
+            encoder += [make.conv(layer, channels), *make.gate(config, f"conv{i}", layer.filters, family)]
+            encoder.append(make.relu())
             if layer.pool:
                 encoder.append(nn.MaxPool2d(2))
             channels = layer.filters
@@ -80,8 +81,12 @@ class ConvAutoencoder(Autoencoder):
         size = steps[-1].size_out if steps else image_size
         width = channels * size * size
         encoder.append(nn.Flatten())
-        for units in dense:
-            encoder += [make.linear(width, units), make.relu()]
+        for i, units in enumerate(dense):
+            encoder += [
+                make.linear(width, units),
+                *make.gate(config, f"dense{i}", units, family),
+                make.relu(),
+            ]
             width = units
         encoder += [make.linear(width, latent), make.relu(encoded=True)]
 
@@ -116,6 +121,7 @@ class ConvAutoencoder(Autoencoder):
             # in float, and pruning it too made 3 of 3 pruned trials collapse that encoder-only pruning
             # did not (benchmarks/collapse.txt).
             prune_decoder=False,
+            layers=make,
         )
 
 
@@ -187,8 +193,12 @@ class DenseAutoencoder(Autoencoder):
 
         encoder: list[nn.Module] = make.input(signed=model_input.signed)
         width = samples
-        for units in hidden:
-            encoder += [make.linear(width, units), make.relu()]
+        for i, units in enumerate(hidden):
+            encoder += [
+                make.linear(width, units),
+                *make.gate(config, f"hidden{i}", units, family),
+                make.relu(),
+            ]
             width = units
         encoder += [make.linear(width, latent), make.relu(encoded=True)]
 
@@ -206,4 +216,5 @@ class DenseAutoencoder(Autoencoder):
             quantized=quant is not None,
             sparsity=sparsity,
             l1=l1,
+            layers=make,
         )

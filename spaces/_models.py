@@ -13,6 +13,7 @@ the chip) ``output_bits``. Every encoder value is then an integer times a power 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from torch import nn
 
 from . import _shapes
 from ._errors import SpaceError
+from ._nodes import NodeGate, gates_of, keep_count, pruner_loss, shrink
 
 # Compression schedule of a short run (the seed studies' baseline -> pruned -> quantized recipe): the first
 # _DENSE_FRACTION of the epochs train the dense float model; pruning then rises on a cubic (Zhu & Gupta 2017)
@@ -104,14 +106,36 @@ class _Layers:
         }
 
     def conv(self, layer: _shapes.ConvLayer, in_channels: int) -> nn.Module:
-        shape = (in_channels, layer.filters, layer.kernel)
+        return self.conv2d(in_channels, layer.filters, layer.kernel, layer.stride, layer.padding)
+
+    def conv2d(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...],
+        padding: int | tuple[int, ...] | str,
+    ) -> nn.Module:
+        options: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
         if self.quant is None:
-            return nn.Conv2d(*shape, stride=layer.stride, padding=layer.padding)
+            return nn.Conv2d(in_channels, out_channels, **options)
         from brevitas.nn import QuantConv2d
 
-        return QuantConv2d(
-            *shape, stride=layer.stride, padding=layer.padding, **self._weight_options(self.quant)
-        )
+        return QuantConv2d(in_channels, out_channels, **options, **self._weight_options(self.quant))
+
+    def like(self, layer: nn.Module, in_width: int, out_width: int) -> nn.Module:
+        """A fresh Conv2d/Linear (quantized or not, as this factory is) shaped like ``layer`` but with
+        ``in_width`` inputs and ``out_width`` outputs (channels or features): node pruning's rebuild."""
+        if isinstance(layer, nn.Conv2d):
+            return self.conv2d(in_width, out_width, layer.kernel_size, layer.stride, layer.padding)
+        return self.linear(in_width, out_width)
+
+    @staticmethod
+    def gate(config: Mapping[str, Any], layer: str, width: int, family: str) -> list[nn.Module]:
+        """A `NodeGate` for ``layer`` (e.g. "hidden0") of ``width`` nodes when its ``<layer>_keep`` prunes
+        nodes; nothing without the key or when it keeps every node."""
+        keep = keep_count(config, layer, width, family)
+        return [] if keep is None or keep == width else [NodeGate(width, keep)]
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
         if self.quant is None:
@@ -178,6 +202,7 @@ class Autoencoder(nn.Module):
         sparsity: float = 0.0,
         l1: float = 0.0,
         prune_decoder: bool = True,
+        layers: _Layers | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= sparsity < 1.0:
@@ -191,19 +216,47 @@ class Autoencoder(nn.Module):
         self.quantized = quantized
         self.sparsity = sparsity
         self.l1 = l1
+        self._prune_decoder = prune_decoder
+        # Builds the layers node pruning rebuilds smaller; a quantized model must pass its own.
+        self._layers = layers if layers is not None else _Layers(None)
+        if quantized and layers is None and self.gated:
+            raise SpaceError(
+                "a quantized Autoencoder with node gates needs the layers= factory it was built with"
+            )
+        self._index_layers()
+        _init_weights(self)
+
+    def _index_layers(self) -> None:
+        """The weighted layers (L1), the ones magnitude pruning masks and their mask buffers (all ones)."""
         self._weighted = [
             (f"{part}_{path.replace('.', '_')}", module)
-            for part, root in (("encoder", encoder), ("decoder", decoder))
+            for part, root in (("encoder", self.encoder), ("decoder", self.decoder))
             for path, module in root.named_modules()
             if isinstance(module, _PRUNABLE)
         ]
         # The tensors magnitude pruning masks: all of them, or the encoder's only (prune_decoder=False).
-        self._pruned = [(n, m) for n, m in self._weighted if prune_decoder or n.startswith("encoder_")]
-        _init_weights(self)
+        self._pruned = [(n, m) for n, m in self._weighted if self._prune_decoder or n.startswith("encoder_")]
         self.pruning_masks = nn.Module()
-        if sparsity > 0:
+        if self.sparsity > 0:
             for name, module in self._pruned:
                 self.pruning_masks.register_buffer(name, torch.ones_like(module.weight, dtype=torch.bool))
+
+    @property
+    def gated(self) -> bool:
+        """Whether the encoder still holds node-pruning gates (:meth:`prune_nodes` removes them)."""
+        return bool(gates_of(self.encoder))
+
+    def prune_nodes(self) -> Autoencoder:
+        """The node-pruned network: this model's gates hardened (each gated layer keeps exactly its
+        ``keep`` nodes with the largest gate logits), then a copy whose encoder holds only the kept nodes
+        (gate values folded into the weights, see `spaces._nodes.shrink`) and the same decoder. Before any
+        further training the copy computes what this hardened model computes. Masks are fresh (all ones)."""
+        for gate in gates_of(self.encoder):
+            gate.harden()
+        pruned = copy.deepcopy(self)
+        pruned.encoder = shrink(pruned.encoder, pruned._layers.like)
+        pruned._index_layers()
+        return pruned
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -224,6 +277,8 @@ class Autoencoder(nn.Module):
         """The first 1-based epoch of ``n_epochs`` at which the model is trained in its final form (at the
         target sparsity, quantized if it is): 1 for a model without compression. The training loop picks
         the best epoch and early-stops among these epochs only."""
+        if self.gated:
+            return n_epochs  # the gates are only near 0/1 at the end
         if self.sparsity == 0 and not self.quantized:
             return 1
         dense, full = self.compression_epochs(n_epochs)
@@ -260,7 +315,14 @@ class Autoencoder(nn.Module):
     def before_epoch(self, epoch: int, n_epochs: int) -> None:
         """Apply the compression schedule: quantizers on or off (:meth:`quantization_enabled`), and the
         masks recomputed at the scheduled sparsity (the smallest-magnitude weights of each tensor are
-        masked, exactly round(s * size) of them) and applied."""
+        masked, exactly round(s * size) of them) and applied. A gated model (node pruning) trains in float
+        without masks, its gates sharpening over the ``n_epochs``; its compression comes after
+        :meth:`prune_nodes`."""
+        if self.gated:
+            self._set_quantization(False)
+            for gate in gates_of(self.encoder):
+                gate.set_progress(epoch, n_epochs)
+            return
         target = self.scheduled_sparsity(epoch, n_epochs)
         self._set_quantization(self.quantization_enabled(epoch, n_epochs))
         if self.sparsity == 0:
@@ -281,18 +343,21 @@ class Autoencoder(nn.Module):
 
     def after_step(self) -> None:
         """Zero the masked weights again (the optimiser step may have moved them)."""
-        if self.sparsity == 0:
+        if self.sparsity == 0 or self.gated:
             return
         with torch.no_grad():
             for name, module in self._pruned:
                 module.weight.mul_(getattr(self.pruning_masks, name))
 
     def regularization(self) -> torch.Tensor:
-        """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded); a zero tensor
-        without ``l1``."""
+        """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded), plus the node
+        pruner's loss while the model is gated; a zero tensor without either."""
+        penalty = pruner_loss(gates_of(self.encoder))
         if self.l1 == 0:
-            return torch.zeros(())
-        return self.l1 * sum((module.weight.abs().sum() for _, module in self._weighted), torch.zeros(()))
+            return penalty
+        return penalty + self.l1 * sum(
+            (module.weight.abs().sum() for _, module in self._weighted), torch.zeros(())
+        )
 
     def weight_sparsity(self) -> float:
         """Fraction of exactly-zero weights over the pruned Conv/ConvTranspose/Linear weight tensors (every

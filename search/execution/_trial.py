@@ -6,6 +6,7 @@ moves the trial between states from the returned :class:`Outcome`.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import hashlib
@@ -153,22 +154,28 @@ def price(
     pruned: bool = False,
 ) -> Priced | str:
     """Build the model of a canonical config and cost it: a :class:`Priced`, or why hls4ml cannot convert
-    it (the config is then rejected without training). ``pruned`` costs it at its target sparsity, as it
-    ends training (the masks are applied to the fresh weights); the model is then not for training.
-    Raises what model building raises."""
+    it or the family cannot build it (the config is then rejected without training). A node-pruned config
+    is costed as the smaller network it ends as. ``pruned`` costs it at its target sparsity, as it ends
+    training (the masks are applied to the fresh weights); the model is then not for training."""
     from hw_models import HWError, estimate
+    from spaces import SpaceError
 
     task = job_task(task_config)
-    model = task.build_model(config)
-    if pruned and float(config.get("sparsity", 0.0)) > 0:
-        model.before_epoch(1, 1)  # a 1-epoch schedule is at the target from its first epoch
     try:
-        report = estimate(task.on_chip(model), task.input_shape, hw_settings(hardware))
+        model = task.build_model(config)
+    except SpaceError as exc:  # e.g. a node-pruning keep larger than its layer in this combination
+        return f"model: {exc}"
+    # A node-pruned model ends training as the smaller network: that one is costed.
+    costed = copy.deepcopy(model).prune_nodes() if model.gated else model
+    if pruned and float(config.get("sparsity", 0.0)) > 0:
+        costed.before_epoch(1, 1)  # a 1-epoch schedule is at the target from its first epoch
+    try:
+        report = estimate(task.on_chip(costed), task.input_shape, hw_settings(hardware))
     except HWError as exc:
         return f"hardware model: {exc}"
     before = dict(report.totals)
     if "model_kb" in objectives:
-        before["model_kb"] = model_kb(model, config)
+        before["model_kb"] = model_kb(costed, config)
     return Priced(model, report, {name: float(before[name]) for name in cost_objectives(objectives)})
 
 
@@ -216,7 +223,7 @@ def run_trial(job: TrialJob) -> Outcome:
     as diverged.
     """
     from hw_models import estimate
-    from objectives import DivergedError, TrainSettings, train
+    from objectives import DivergedError, TrainSettings, fit
 
     store = worker_store(job.store_url)
     task = job_task(job.task)
@@ -258,13 +265,17 @@ def run_trial(job: TrialJob) -> Outcome:
                 if not plan.goes_on(points, own):
                     raise RungStop(epoch)
 
+        def rebuilt(smaller: Any) -> None:
+            nonlocal model  # node pruning: later rungs and the final metrics score the smaller network
+            model = smaller
+
         try:
-            result = train(model, task, data, train_settings, report=report_epoch)
+            model, result = fit(model, task, data, train_settings, report_epoch, rebuilt)
         except RungStop as stop:
             partial = {**report.totals, **priced.costs, **last}
             return Pruned({k: float(v) for k, v in partial.items() if not math.isnan(v)}, fidelity=stop.epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
-        if float(job.config.get("sparsity", 0.0)) > 0:
+        if float(job.config.get("sparsity", 0.0)) > 0 or model is not priced.model:
             report = estimate(task.on_chip(model), task.input_shape, settings)  # real sparsity after training
             store.record_cost(job.trial_id, report.to_dict())
         saved = _save_checkpoint(model, job)
