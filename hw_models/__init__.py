@@ -1,7 +1,8 @@
 """Hardware cost of a model from its hls4ml model graph, and bit-accurate verification.
 
 All cost figures are ESTIMATES computed from the hls4ml ModelGraph with documented formulas (no
-synthesis tool runs); they rank trials, they do not replace a vendor report.
+synthesis tool runs); they rank trials, they do not replace a vendor report. The one measurement,
+`measure_cpu_latency` (ONNX Runtime on one CPU thread), depends on the machine it runs on.
 
 Example:
     >>> report = estimate(model.encoder, (1, 8, 8), HWSettings(reuse_factor=2))
@@ -11,21 +12,26 @@ Example:
 from ._budget import Budget
 from ._convert import supported_layer_types, to_hls4ml
 from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, estimate
+from ._cpu import CPU_QUANTITIES, CpuLatency, measure_cpu_latency, onnxruntime_problem
 from ._errors import HWError, UnsupportedLayerError
 from ._settings import HWSettings
 from ._verify import VerifyReport, verify_bit_exact
 
 __all__ = [
     "COST_QUANTITIES",
+    "CPU_QUANTITIES",
     "FORMULA_VERSION",
     "Budget",
     "CostReport",
+    "CpuLatency",
     "HWError",
     "HWSettings",
     "LayerCost",
     "UnsupportedLayerError",
     "VerifyReport",
     "estimate",
+    "measure_cpu_latency",
+    "onnxruntime_problem",
     "supported_layer_types",
     "to_hls4ml",
     "verify_bit_exact",

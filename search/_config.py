@@ -231,11 +231,11 @@ class SweepConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_names(self) -> SweepConfig:
-        from hw_models import COST_QUANTITIES, Budget
+        from hw_models import COST_QUANTITIES, CPU_QUANTITIES, Budget, onnxruntime_problem
         from objectives import get_task
 
         metrics = get_task(self.task.name).metric_directions
-        allowed = [*metrics, *COST_QUANTITIES, *MODEL_METRICS]
+        allowed = [*metrics, *COST_QUANTITIES, *MODEL_METRICS, *CPU_QUANTITIES]
         names = [o.name for o in self.objectives]
         for index, name in enumerate(names):
             if name not in allowed:
@@ -243,6 +243,8 @@ class SweepConfig(_Frozen):
                     f"objectives[{index}]: unknown objective {name!r}{_did_you_mean(name, allowed)}; "
                     f"allowed: {', '.join(allowed)}"
                 )
+            if name in CPU_QUANTITIES and (problem := onnxruntime_problem()) is not None:
+                raise ValueError(f"objectives[{index}]: {name} is measured with ONNX Runtime, but {problem}")
         if len(set(names)) != len(names):
             raise ValueError(f"objectives repeat a name: {names}")
         for index, text in enumerate(self.budgets):

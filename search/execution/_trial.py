@@ -122,17 +122,22 @@ def cost_objectives(names: Sequence[str]) -> list[str]:
 
 
 def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] | None:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return _save_artifact(buffer.getvalue(), job, "pt")
+
+
+def _save_artifact(payload: bytes, job: TrialJob, suffix: str) -> tuple[str, str] | None:
+    """Write ``trial-NNNNN.<suffix>`` into the sweep's checkpoint directory: (path, sha256), or None
+    without one."""
     if job.checkpoint_dir is None:
         return None
     directory = Path(job.checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    payload = buffer.getvalue()
-    path = directory / f"trial-{job.number:05d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
+    path = directory / f"trial-{job.number:05d}.{suffix}"
+    tmp = path.with_suffix(f".{suffix}.tmp")
     tmp.write_bytes(payload)
-    tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    tmp.replace(path)  # atomic: a reader never sees half a file
     return str(path), hashlib.sha256(payload).hexdigest()
 
 
@@ -222,7 +227,7 @@ def run_trial(job: TrialJob) -> Outcome:
     (fidelity = the rung's epoch) unless it is in the rung's top share; a non-finite rung metric fails it
     as diverged.
     """
-    from hw_models import estimate
+    from hw_models import CPU_QUANTITIES, estimate, measure_cpu_latency
     from objectives import DivergedError, TrainSettings, fit
 
     store = worker_store(job.store_url)
@@ -278,6 +283,14 @@ def run_trial(job: TrialJob) -> Outcome:
         if float(job.config.get("sparsity", 0.0)) > 0 or model is not priced.model:
             report = estimate(task.on_chip(model), task.input_shape, settings)  # real sparsity after training
             store.record_cost(job.trial_id, report.to_dict())
+        if any(name in CPU_QUANTITIES for name in job.objectives):
+            latency, onnx_model = measure_cpu_latency(task.on_chip(model), task.input_shape)
+            metrics.update(onnx_cpu_us=latency.onnx_cpu_us, onnx_cpu_us_b256=latency.onnx_cpu_us_b256)
+            # Stored with the cost report, marked as a measurement of this host, unlike the estimates.
+            store.record_cost(job.trial_id, {**report.to_dict(), "cpu_latency": latency.to_dict()})
+            saved_onnx = _save_artifact(onnx_model, job, "onnx")
+            if saved_onnx is not None:
+                store.add_artifact(job.trial_id, "onnx", *saved_onnx)
         saved = _save_checkpoint(model, job)
         if saved is not None:
             store.add_artifact(job.trial_id, "checkpoint", *saved)
