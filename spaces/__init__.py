@@ -7,7 +7,7 @@ from ._builtin import PRESET_NAMES, SPACE_NAMES, get_preset, get_space
 from ._constraints import Constraint
 from ._errors import Infeasible, SpaceError
 from ._families import FamilyBuilder, build_model, family_names, register_family
-from ._models import Autoencoder, ModelInput
+from ._models import STAGES, Autoencoder, ModelInput
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
 from ._ranges import MODEL_KEY_RANGES, ValueRange, keep_problems, key_range, range_problems
 from ._space import Space
@@ -16,6 +16,7 @@ __all__ = [
     "MODEL_KEY_RANGES",
     "PRESET_NAMES",
     "SPACE_NAMES",
+    "STAGES",
     "Autoencoder",
     "BoolParam",
     "ChoiceParam",

@@ -33,6 +33,9 @@ from ._nodes import NodeGate, gates_of, keep_count, pruner_loss, shrink
 _DENSE_FRACTION = 0.3
 _PRUNED_FRACTION = 0.8
 _PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+# The stages of a staged training recipe (Autoencoder.set_stage), e.g. the waveform study's
+# train -> prune -> retrain -> quantize -> retrain.
+STAGES = ("train", "prune", "retrain", "quantize")
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,9 @@ class Autoencoder(nn.Module):
         self.sparsity = sparsity
         self.l1 = l1
         self._prune_decoder = prune_decoder
+        self._stage: str | None = None  # a staged recipe's current stage (set_stage); None: the schedule
+        self._quantizing = False
+        self._at_target = False
         # Builds the layers node pruning rebuilds smaller; a quantized model must pass its own.
         self._layers = layers if layers is not None else _Layers(None)
         if quantized and layers is None and self.gated:
@@ -277,6 +283,8 @@ class Autoencoder(nn.Module):
         """The first 1-based epoch of ``n_epochs`` at which the model is trained in its final form (at the
         target sparsity, quantized if it is): 1 for a model without compression. The training loop picks
         the best epoch and early-stops among these epochs only."""
+        if self._stage is not None:
+            return n_epochs if self._stage == "prune" else 1  # a prune stage reaches its target at the end
         if self.gated:
             return n_epochs  # the gates are only near 0/1 at the end
         if self.sparsity == 0 and not self.quantized:
@@ -317,14 +325,38 @@ class Autoencoder(nn.Module):
         masks recomputed at the scheduled sparsity (the smallest-magnitude weights of each tensor are
         masked, exactly round(s * size) of them) and applied. A gated model (node pruning) trains in float
         without masks, its gates sharpening over the ``n_epochs``; its compression comes after
-        :meth:`prune_nodes`."""
+        :meth:`prune_nodes`. In a stage (:meth:`set_stage`) the stage decides instead."""
+        if self._stage is not None:
+            self._set_quantization(self._quantizing)
+            if self._stage == "prune":
+                for gate in gates_of(self.encoder):
+                    gate.set_progress(epoch, n_epochs)
+                self._mask_to(self.sparsity * (1.0 - (1.0 - epoch / n_epochs) ** 3))
+            else:
+                self._mask_to(self.sparsity if self._at_target else 0.0)
+            return
         if self.gated:
             self._set_quantization(False)
             for gate in gates_of(self.encoder):
                 gate.set_progress(epoch, n_epochs)
             return
-        target = self.scheduled_sparsity(epoch, n_epochs)
         self._set_quantization(self.quantization_enabled(epoch, n_epochs))
+        self._mask_to(self.scheduled_sparsity(epoch, n_epochs))
+
+    def set_stage(self, kind: str) -> None:
+        """Train the following epochs as stage ``kind`` of a staged recipe (one of STAGES) instead of the
+        fraction-based schedule; compression accumulates over the stages. ``train``: as the model is so
+        far (float and dense at first). ``prune``: magnitude sparsity rises on the cubic schedule to its
+        target at the stage's last epoch, and node gates (with the pruner loss) sharpen; the training loop
+        then rebuilds a gated model with its kept nodes. ``quantize``: the quantizers are on from here.
+        ``retrain``: fine-tune as the model is. SpaceError for another kind."""
+        if kind not in STAGES:
+            raise SpaceError(f"unknown training stage {kind!r}; allowed: {', '.join(STAGES)}")
+        self._stage = kind
+        self._quantizing = self._quantizing or kind == "quantize"
+        self._at_target = self._at_target or kind == "prune"  # reached at the prune stage's last epoch
+
+    def _mask_to(self, target: float) -> None:
         if self.sparsity == 0:
             return
         with torch.no_grad():
@@ -343,7 +375,7 @@ class Autoencoder(nn.Module):
 
     def after_step(self) -> None:
         """Zero the masked weights again (the optimiser step may have moved them)."""
-        if self.sparsity == 0 or self.gated:
+        if self.sparsity == 0 or (self.gated and self._stage is None):
             return
         with torch.no_grad():
             for name, module in self._pruned:
@@ -352,7 +384,8 @@ class Autoencoder(nn.Module):
     def regularization(self) -> torch.Tensor:
         """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded), plus the node
         pruner's loss while the model is gated; a zero tensor without either."""
-        penalty = pruner_loss(gates_of(self.encoder))
+        # Outside a prune stage of a staged recipe the gates only learn which nodes matter.
+        penalty = pruner_loss(gates_of(self.encoder)) if self._stage in (None, "prune") else torch.zeros(())
         if self.l1 == 0:
             return penalty
         return penalty + self.l1 * sum(

@@ -50,6 +50,7 @@ class TrialJob:
     seed: int
     checkpoint_dir: str | None
     rungs: RungPlan | None = None  # ASHA's rungs; None trains to the full epochs (replicates, no scheduler)
+    stages: tuple[tuple[str, int], ...] = ()  # a staged training recipe; () = the model's schedule
 
 
 def die_with_parent() -> None:
@@ -251,6 +252,7 @@ def run_trial(job: TrialJob) -> Outcome:
             lr=float(job.config.get("lr", 1e-3)),
             seed=job.seed,
             patience=job.patience,
+            stages=job.stages,
         )
         last: dict[str, float] = {}
 

@@ -146,3 +146,52 @@ def test_cpu_latency_without_onnxruntime_exits_2_at_validate(tmp_path: Path, sql
         in (output.replace("objectives[1]", "objectives.1"))
     )
     assert "Traceback" not in output
+
+
+def test_staged_recipe_sweep_records_every_stage_epoch(tmp_path: Path, sqlite_url: str) -> None:
+    compressed = {"sparsity": 0.5, "quantize": True, "weight_bits": 6, "act_bits": 8, "output_bits": 8}
+    config = waveform_sweep(
+        sqlite_url, compressed, [{"emd1d_mean": "minimize"}, {"nonzero_params": "minimize"}]
+    )
+    config.pop("epochs")
+    config["stages"] = [{"train": 1}, {"prune": 1}, {"retrain": 1}, {"quantize": 1}, {"retrain": 1}]
+    result = runner.invoke(app, ["sweep", "launch", str(write(tmp_path / "staged.yaml", config))])
+    assert result.exit_code == 0, result.output
+    store = Store(sqlite_url)
+    sweep = store.get_sweep("compress")
+    assert sweep is not None
+    (trial,) = store.trials(sweep.id)
+    assert trial.state.value == "COMPLETED", trial.error
+    assert [m["epoch"] for m in store.metrics(trial.id)] == [1, 2, 3, 4, 5]
+    cost = store.costs([trial.id])[trial.id]
+    assert cost["quantized"] and cost["totals"]["nonzero_params"] < 0.6 * cost["totals"]["params"]
+
+
+@pytest.mark.parametrize(
+    ("stages", "epochs", "message"),
+    [
+        ([{"train": 2}, {"prune": 2}], 5, "epochs 5 differs from the stages' total 4"),
+        ([{"train": 2}, {"prun": 2}], None, "stages.1.kind: got 'prun'; input should be 'train', 'prune'"),
+        ([{"train": 0}], None, "stages.0.epochs: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_stages_exit_2_at_validate(
+    tmp_path: Path, sqlite_url: str, stages: list[Any], epochs: int | None, message: str
+) -> None:
+    config = waveform_sweep(sqlite_url, {}, [{"emd1d_mean": "minimize"}], stages=stages)
+    if epochs is None:
+        config.pop("epochs")
+    else:
+        config["epochs"] = epochs
+    result = runner.invoke(app, ["sweep", "validate", str(write(tmp_path / "bad.yaml", config))])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_stages_enter_the_fingerprint_only_when_given(sqlite_url: str) -> None:
+    from search._config import parse_config
+
+    plain = waveform_sweep(sqlite_url, {}, [{"emd1d_mean": "minimize"}])
+    staged = {**plain, "epochs": 2, "stages": [{"train": 1}, {"retrain": 1}]}
+    assert parse_config(plain).fingerprint() != parse_config(staged).fingerprint()
+    assert parse_config(plain).fingerprint() == parse_config({**plain, "stages": []}).fingerprint()
