@@ -72,8 +72,9 @@ class ConvAutoencoder(Autoencoder):
         encoder: list[nn.Module] = make.input(signed=model_input.signed)
         channels = in_channels
         for i, layer in enumerate(layers):
-            encoder += [make.conv(layer, channels), *make.gate(config, f"conv{i}", layer.filters, family)]
-            encoder.append(make.relu())
+            own = make.for_layer(config, f"conv{i}", family)
+            encoder += [own.conv(layer, channels), *make.gate(config, f"conv{i}", layer.filters, family)]
+            encoder.append(own.relu())
             if layer.pool:
                 encoder.append(nn.MaxPool2d(2))
             channels = layer.filters
@@ -82,10 +83,11 @@ class ConvAutoencoder(Autoencoder):
         width = channels * size * size
         encoder.append(nn.Flatten())
         for i, units in enumerate(dense):
+            own = make.for_layer(config, f"dense{i}", family)
             encoder += [
-                make.linear(width, units),
+                own.linear(width, units),
                 *make.gate(config, f"dense{i}", units, family),
-                make.relu(),
+                own.relu(),
             ]
             width = units
         encoder += [make.linear(width, latent), make.relu(encoded=True)]
@@ -194,10 +196,11 @@ class DenseAutoencoder(Autoencoder):
         encoder: list[nn.Module] = make.input(signed=model_input.signed)
         width = samples
         for i, units in enumerate(hidden):
+            own = make.for_layer(config, f"hidden{i}", family)
             encoder += [
-                make.linear(width, units),
+                own.linear(width, units),
                 *make.gate(config, f"hidden{i}", units, family),
-                make.relu(),
+                own.relu(),
             ]
             width = units
         encoder += [make.linear(width, latent), make.relu(encoded=True)]

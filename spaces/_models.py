@@ -14,6 +14,8 @@ the chip) ``output_bits``. Every encoder value is then an integer times a power 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from ._nodes import NodeGate, gates_of, keep_count, pruner_loss, shrink
 # schedule to the target, reached at _PRUNED_FRACTION of the epochs, and the rest fine-tunes at the target.
 # Quantization-aware training starts with the pruning ramp (its activation scales are initialised from the
 # statistics of the warmed-up model, not of a random one).
+_MAX_BITS = 16
 _DENSE_FRACTION = 0.3
 _PRUNED_FRACTION = 0.8
 _PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -98,15 +101,37 @@ class _Layers:
         self.quant = quant
 
     @staticmethod
-    def _weight_options(quant: _Quantization) -> dict[str, Any]:
+    def _weight_options(quant: _Quantization, fan_in: int) -> dict[str, Any]:
         from brevitas.quant import Int8BiasPerTensorFixedPointInternalScaling, Int8WeightPerTensorFixedPoint
 
-        return {
-            "weight_quant": Int8WeightPerTensorFixedPoint,
-            "weight_bit_width": quant.weight_bits,
+        # Biases need 2 levels at least: a binary layer keeps 2-bit (ternary-like) biases.
+        bias = {
             "bias_quant": Int8BiasPerTensorFixedPointInternalScaling,
-            "bias_bit_width": quant.weight_bits,
+            "bias_bit_width": max(2, quant.weight_bits),
         }
+        if quant.weight_bits == 1:
+            from brevitas.quant import SignedBinaryWeightPerTensorConst
+
+            # Binary weights are +-s with a constant s: the power of two nearest He-init's std, so the
+            # layer's outputs keep the scale of a float layer and s stays exact in fixed point.
+            scale = 2.0 ** round(math.log2(math.sqrt(2.0 / fan_in)))
+            return {"weight_quant": SignedBinaryWeightPerTensorConst.let(scaling_const=scale), **bias}
+        # From 2 bits the narrow-range integer quantizer: 2 bits are ternary weights {-s, 0, s}.
+        return {"weight_quant": Int8WeightPerTensorFixedPoint, "weight_bit_width": quant.weight_bits, **bias}
+
+    def for_layer(self, config: Mapping[str, Any], layer: str, family: str) -> _Layers:
+        """This factory with layer ``layer``'s own ``<layer>_weight_bits`` / ``<layer>_act_bits`` (mixed
+        precision) in place of the model's; itself for a float model or without those keys."""
+        if self.quant is None:
+            return self
+        bits = {
+            kind: _int(config, f"{layer}_{kind}", family, default=getattr(self.quant, kind))
+            for kind in ("weight_bits", "act_bits")
+        }
+        for kind, value in bits.items():
+            if value > _MAX_BITS:
+                raise SpaceError(f"build_model({family!r}): {layer}_{kind}={value} must be 1..{_MAX_BITS}")
+        return _Layers(dataclasses.replace(self.quant, **bits))
 
     def conv(self, layer: _shapes.ConvLayer, in_channels: int) -> nn.Module:
         return self.conv2d(in_channels, layer.filters, layer.kernel, layer.stride, layer.padding)
@@ -124,14 +149,20 @@ class _Layers:
             return nn.Conv2d(in_channels, out_channels, **options)
         from brevitas.nn import QuantConv2d
 
-        return QuantConv2d(in_channels, out_channels, **options, **self._weight_options(self.quant))
+        kernel = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
+        fan_in = in_channels * math.prod(kernel)
+        return QuantConv2d(in_channels, out_channels, **options, **self._weight_options(self.quant, fan_in))
 
     def like(self, layer: nn.Module, in_width: int, out_width: int) -> nn.Module:
         """A fresh Conv2d/Linear (quantized or not, as this factory is) shaped like ``layer`` but with
         ``in_width`` inputs and ``out_width`` outputs (channels or features): node pruning's rebuild."""
+        make = self
+        if self.quant is not None:  # keep the layer's own (mixed-precision) weight width
+            bits = int(layer.weight_quant.bit_width())  # type: ignore[operator]
+            make = _Layers(dataclasses.replace(self.quant, weight_bits=bits))
         if isinstance(layer, nn.Conv2d):
-            return self.conv2d(in_width, out_width, layer.kernel_size, layer.stride, layer.padding)
-        return self.linear(in_width, out_width)
+            return make.conv2d(in_width, out_width, layer.kernel_size, layer.stride, layer.padding)
+        return make.linear(in_width, out_width)
 
     @staticmethod
     def gate(config: Mapping[str, Any], layer: str, width: int, family: str) -> list[nn.Module]:
@@ -145,7 +176,8 @@ class _Layers:
             return nn.Linear(in_features, out_features)
         from brevitas.nn import QuantLinear
 
-        return QuantLinear(in_features, out_features, bias=True, **self._weight_options(self.quant))
+        options = self._weight_options(self.quant, in_features)
+        return QuantLinear(in_features, out_features, bias=True, **options)
 
     def relu(self, *, encoded: bool = False) -> nn.Module:
         if self.quant is None:
@@ -421,7 +453,7 @@ def _compression(
     quant = None
     if config.get("quantize", False):
         quant = _Quantization(
-            weight_bits=_int(config, "weight_bits", family, minimum=2),
+            weight_bits=_int(config, "weight_bits", family, minimum=1),
             act_bits=_int(config, "act_bits", family, minimum=1),
             input_bits=_int(config, "input_bits", family, minimum=1, default=model_input.bits),
             output_bits=_int(config, "output_bits", family, minimum=1),

@@ -49,7 +49,7 @@ def _quantization(config: Mapping[str, Any], family: str, model_input: ModelInpu
         return None
     act_bits = _int(config, "act_bits", family, minimum=1)
     return _Quantization(
-        weight_bits=_int(config, "weight_bits", family, minimum=2),
+        weight_bits=_int(config, "weight_bits", family, minimum=1),
         act_bits=act_bits,
         input_bits=_int(config, "input_bits", family, minimum=1, default=model_input.bits),
         output_bits=act_bits,  # the last layer is a plain (quantized-weight) Linear: no output activation
@@ -72,10 +72,11 @@ class _Network(Autoencoder):
     ) -> None:
         outputs = _int(config, "outputs", family, default=1)
         for i, units in enumerate(dense):
+            own = make.for_layer(config, f"{prefix}{i}", family)
             layers += [
-                make.linear(width, units),
+                own.linear(width, units),
                 *make.gate(config, f"{prefix}{i}", units, family),
-                make.relu(),
+                own.relu(),
             ]
             width = units
         layers.append(make.linear(width, outputs))
@@ -114,8 +115,9 @@ class StripCNN(_Network):
         modules: list[nn.Module] = make.input(signed=model_input.signed)
         for i, layer in enumerate(layers):
             kernel_height = height if i == 0 else 1
+            own = make.for_layer(config, f"conv{i}", family)
             modules += [
-                make.conv2d(
+                own.conv2d(
                     channels,
                     layer.filters,
                     (kernel_height, layer.kernel),
@@ -123,7 +125,7 @@ class StripCNN(_Network):
                     (0, layer.padding),
                 ),
                 *make.gate(config, f"conv{i}", layer.filters, family),
-                make.relu(),
+                own.relu(),
             ]
             if layer.pool:
                 modules.append(nn.MaxPool2d((1, 2)))

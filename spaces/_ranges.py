@@ -52,13 +52,16 @@ class ValueRange:
 
 _BITS = "bits must be 1..16"
 MODEL_KEY_RANGES: Mapping[str, ValueRange] = {
-    # compression (both built-in families); a 1-bit weight quantizer is not built (brevitas needs 2 levels)
-    "weight_bits": ValueRange(2, 16, integer=True, meaning="weight width; the model needs 2..16 bits"),
+    # compression (every built-in family): 1-bit weights are binary (+-s), 2-bit ones ternary (-s, 0, s)
+    "weight_bits": ValueRange(1, 16, integer=True, meaning="weight width; 1 = binary, 2 = ternary"),
     "act_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     "input_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     "output_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     "sparsity": ValueRange(0, 1, high_open=True, meaning="fraction of weights pruned"),
     "l1": ValueRange(0, meaning="L1 regularisation strength"),
+    # mixed precision: one layer's own widths in place of weight_bits / act_bits
+    r"(conv|dense|hidden)\d+_weight_bits": ValueRange(1, 16, integer=True, meaning="1 = binary, 2 = ternary"),
+    r"(conv|dense|hidden)\d+_act_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     # architecture
     "latent": ValueRange(1, integer=True, meaning="encoded outputs"),
     "n_conv": ValueRange(0, integer=True, meaning="conv layers"),

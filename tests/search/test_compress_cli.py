@@ -195,3 +195,43 @@ def test_stages_enter_the_fingerprint_only_when_given(sqlite_url: str) -> None:
     staged = {**plain, "epochs": 2, "stages": [{"train": 1}, {"retrain": 1}]}
     assert parse_config(plain).fingerprint() != parse_config(staged).fingerprint()
     assert parse_config(plain).fingerprint() == parse_config({**plain, "stages": []}).fingerprint()
+
+
+def test_binary_and_ternary_mixed_precision_sweep_is_costed_at_its_widths(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    bits = {"quantize": True, "weight_bits": 1, "act_bits": 2, "output_bits": 4, "hidden1_weight_bits": 2}
+    config = waveform_sweep(sqlite_url, bits, [{"emd1d_mean": "minimize"}, {"bops": "minimize"}], epochs=1)
+    result = runner.invoke(app, ["sweep", "launch", str(write(tmp_path / "bits.yaml", config))])
+    assert result.exit_code == 0, result.output
+    store = Store(sqlite_url)
+    sweep = store.get_sweep("compress")
+    assert sweep is not None
+    (trial,) = store.trials(sweep.id)
+    assert trial.state.value == "COMPLETED", trial.error
+    layers = store.costs([trial.id])[trial.id]["layers"]
+    dense = [layer for layer in layers if layer["class_name"] == "Dense"]
+    assert [layer["weight_bits"] for layer in dense] == [2, 2, 2]  # binary and ternary: 2-bit types
+    assert [layer["input_bits"] for layer in dense][1:] == [2, 2]  # 2-bit activations feed layers 1, 2
+
+
+@pytest.mark.parametrize(
+    ("bits", "message"),
+    [
+        (
+            {"quantize": True, "weight_bits": 0, "act_bits": 4, "output_bits": 4},
+            "parameter 'weight_bits': choice 0",
+        ),
+        (
+            {"quantize": True, "weight_bits": 4, "act_bits": 4, "output_bits": 4, "hidden0_act_bits": 17},
+            "parameter 'hidden0_act_bits': choice 17 is outside the allowed range; allowed: an integer in [1, 16]",
+        ),
+    ],
+)
+def test_bit_width_outside_1_to_16_exits_2_at_validate(
+    tmp_path: Path, sqlite_url: str, bits: dict[str, Any], message: str
+) -> None:
+    config = waveform_sweep(sqlite_url, bits, [{"emd1d_mean": "minimize"}])
+    result = runner.invoke(app, ["sweep", "validate", str(write(tmp_path / "bad.yaml", config))])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
