@@ -9,11 +9,13 @@ has no kernels for arbitrary bit widths, so a quantized network runs as fast as 
 from __future__ import annotations
 
 import importlib.util
-import io
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,12 +66,13 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
     twin = build_mirror(model, input_shape).twin if is_quantized(model) else model
     was_training = twin.training
     twin.eval()
-    buffer = io.BytesIO()
+    directory = tempfile.mkdtemp(prefix="hwnas-onnx-")
+    path = Path(directory) / "model.onnx"
     try:
         torch.onnx.export(
             twin,
             (torch.zeros(1, *input_shape),),
-            buffer,
+            path,
             input_names=["x"],
             output_names=["y"],
             dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
@@ -78,9 +81,10 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
         )
     except Exception as exc:  # torch raises many types for unexportable modules
         raise HWError(f"torch.onnx could not export the model: {exc}") from exc
+        return path.read_bytes()
     finally:
         twin.train(was_training)
-    return buffer.getvalue()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def measure_cpu_latency(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[CpuLatency, bytes]:

@@ -18,7 +18,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -158,7 +158,7 @@ class _Layers:
         ``in_width`` inputs and ``out_width`` outputs (channels or features): node pruning's rebuild."""
         make = self
         if self.quant is not None:  # keep the layer's own (mixed-precision) weight width
-            bits = int(layer.weight_quant.bit_width())  # type: ignore[operator]
+            bits = int(cast(Any, layer).weight_quant.bit_width())
             make = _Layers(dataclasses.replace(self.quant, weight_bits=bits))
         if isinstance(layer, nn.Conv2d):
             return make.conv2d(in_width, out_width, layer.kernel_size, layer.stride, layer.padding)

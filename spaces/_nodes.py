@@ -13,7 +13,7 @@ its gates hardened (kept nodes at their gate value, the others at 0).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -50,6 +50,8 @@ def keep_count(config: Mapping[str, Any], layer: str, width: int, family: str) -
 class NodeGate(nn.Module):
     """Scales node ``i`` of its input (dim 1: a dense feature or a conv channel) by
     ``sigmoid(sharpness * logits[i]) * mask[i]``; ``mask`` is all ones until :meth:`harden`."""
+
+    mask: torch.Tensor
 
     def __init__(self, width: int, keep: int) -> None:
         super().__init__()
@@ -124,10 +126,11 @@ def shrink(encoder: nn.Sequential, make_like: Callable[[nn.Module, int, int], nn
             bias = None if bias is None else bias[rows] * scale
             kept_in, width_in = rows, gate.width
         layer = make_like(module, weight.shape[1], weight.shape[0])
+        target = cast(nn.Conv2d | nn.Linear, layer)
         with torch.no_grad():
-            layer.weight.copy_(weight)
-            if bias is not None and layer.bias is not None:
-                layer.bias.copy_(bias)
+            target.weight.copy_(weight)
+            if bias is not None and target.bias is not None:
+                target.bias.copy_(bias)
         out.append(layer)
     return nn.Sequential(*out)
 

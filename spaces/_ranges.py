@@ -116,7 +116,9 @@ def _keep_values(param: object) -> list[int | float]:
     if isinstance(param, FloatParam):
         return [float(param.low), float(param.high)]
     if isinstance(param, ChoiceParam):
-        return [c for c in param.choices if is_number(c) and not is_bool(c)]
+        return [
+            c if isinstance(c, float) else int(c) for c in param.choices if is_number(c) and not is_bool(c)
+        ]
     return []
 
 
