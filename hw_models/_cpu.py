@@ -79,9 +79,9 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
             opset_version=_OPSET,
             dynamo=False,  # the TorchScript exporter: much faster for tiny models, no onnxscript pass
         )
+        return path.read_bytes()
     except Exception as exc:  # torch raises many types for unexportable modules
         raise HWError(f"torch.onnx could not export the model: {exc}") from exc
-        return path.read_bytes()
     finally:
         twin.train(was_training)
         shutil.rmtree(directory, ignore_errors=True)
