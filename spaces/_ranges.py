@@ -117,7 +117,9 @@ def _keep_values(param: object) -> list[int | float]:
         return [float(param.low), float(param.high)]
     if isinstance(param, ChoiceParam):
         return [
-            c if isinstance(c, float) else int(c) for c in param.choices if is_number(c) and not is_bool(c)
+            c if isinstance(c, int | float) else float(c)
+            for c in param.choices
+            if is_number(c) and not is_bool(c)
         ]
     return []
 
