@@ -18,7 +18,7 @@ from typing import cast
 
 import numpy as np
 import torch
-from brevitas.core.quant import IntQuant
+from brevitas.core.quant import BinaryQuant, ClampedBinaryQuant, IntQuant
 from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.proxy.parameter_quant import BiasQuantProxyFromInjector
 from brevitas.proxy.runtime_quant import ActQuantProxyFromInjector
@@ -255,6 +255,9 @@ def _tensor_spec(value: QuantTensor, where: str, proxy: nn.Module, *, activation
         raise HWError(
             f"quantizer '{where}' ({quantizer}) has a non-zero zero point; only symmetric quantizers are bit-exact"
         )
+    if not activation and any(isinstance(m, BinaryQuant | ClampedBinaryQuant) for m in proxy.modules()):
+        # Binary weights are +-2^-f: two's complement needs 2 bits for them (fixed<2, 2-f> holds -2s..s).
+        return FixedSpec(width=2, frac=_power_of_two_frac(value.scale, where, quantizer), signed=True)
     int_quant = _int_quant(proxy, where)
     signed = bool(value.signed)
     return FixedSpec(
@@ -276,7 +279,8 @@ def _int_quant(proxy: nn.Module, where: str) -> IntQuant:
         if isinstance(module, IntQuant):
             return module
     raise HWError(
-        f"quantizer '{where}' is not an integer quantizer; only IntQuant-based quantizers are supported"
+        f"quantizer '{where}' is not an integer quantizer; supported: IntQuant-based quantizers, and binary "
+        "ones for weights"
     )
 
 

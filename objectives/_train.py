@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from torch import nn
 
 from objectives._errors import DivergedError, ObjectivesError
 from objectives._tasks import Task, TaskData, predict
-from spaces import ValueRange
+from spaces import STAGES, ValueRange
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ Reporter = Callable[[int, dict[str, float]], None]
 LR_SCHEDULES: tuple[str, ...] = ("constant", "warmup", "warmup_cosine")
 _WARMUP_FRACTION = 0.05
 _FINAL_LR_FACTOR = 0.05
+# Node pruning: the gated network trains for this share of the epochs, the rebuilt smaller one for the rest.
+_GATING_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class TrainSettings:
     the model's forward pass). ``lr_schedule`` (:meth:`lr_factor`): ``"warmup"`` (the default: a linear
     warm-up over the first 10 % of the steps keeps high learning rates from killing every latent ReLU in
     the first steps), ``"constant"`` or ``"warmup_cosine"`` (trained less far in 10-epoch ECON-T runs);
-    see benchmarks/collapse.txt.
+    see benchmarks/collapse.txt. ``stages`` (:func:`fit`): a staged recipe of ``(kind, epochs)`` pairs
+    (kinds: `spaces.STAGES`) whose epochs add up to ``epochs``; empty: the model's own schedule.
     """
 
     epochs: int
@@ -44,6 +48,7 @@ class TrainSettings:
     min_delta: float = 0.0
     weight_decay: float = 0.0
     lr_schedule: str = "warmup"
+    stages: tuple[tuple[str, int], ...] = ()
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         """The multiplier of ``lr`` at 0-based optimiser ``step`` of ``total_steps``: 1 for ``"constant"``;
@@ -77,6 +82,15 @@ class TrainSettings:
             problems.append(f"weight_decay must be a finite value >= 0, got {self.weight_decay}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for kind, epochs in self.stages:
+            if kind not in STAGES or epochs < 1:
+                problems.append(
+                    f"stage ({kind!r}, {epochs}) must be one of {', '.join(STAGES)} with epochs >= 1"
+                )
+        if self.stages and sum(epochs for _, epochs in self.stages) != self.epochs:
+            problems.append(
+                f"epochs {self.epochs} must be the stages' total {sum(e for _, e in self.stages)}"
+            )
         if problems:
             raise ObjectivesError("invalid TrainSettings: " + "; ".join(problems))
 
@@ -206,3 +220,69 @@ def train(
         model.load_state_dict(best_state)
         log.debug("restored the weights of epoch %d (val_loss %.6g)", best_epoch, best_loss)
     return TrainResult(len(history), history, best_loss, best_epoch, stopped_early)
+
+
+def fit(
+    model: nn.Module,
+    task: Task,
+    data: TaskData,
+    settings: TrainSettings,
+    report: Reporter | None = None,
+    on_rebuild: Callable[[nn.Module], None] | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """Train ``model`` as :func:`train` does and return (the trained model, the result).
+
+    A model whose ``gated`` is true (node pruning, `spaces` ``<layer>_keep`` keys) trains gated for the
+    first half of the epochs (at least 1; float, no early stopping), is then rebuilt with its kept nodes
+    only (``model.prune_nodes()``, passed to ``on_rebuild``) and the smaller model trains for the remaining
+    epochs with its own compression schedule: that smaller model is returned.
+
+    With ``settings.stages`` each stage is one :func:`train` run of its epochs (a fresh optimiser and
+    learning-rate warm-up, as retraining is) after ``model.set_stage(kind)``; a gated model is rebuilt
+    after each ``prune`` stage (and after the last stage if it still is). Only the last run early-stops
+    (``patience``). Either way epochs are reported and recorded 1..``settings.epochs`` across the runs.
+    Raises what :func:`train` raises.
+    """
+    if settings.stages:
+        plan = [(kind, epochs) for kind, epochs in settings.stages]
+    elif getattr(model, "gated", False):
+        gating = max(1, round(_GATING_FRACTION * settings.epochs)) if settings.epochs > 1 else 1
+        plan = [("", gating), ("", settings.epochs - gating)]  # "": the model's own schedule
+    else:
+        return model, train(model, task, data, settings, report)
+    done = 0
+    results: list[TrainResult] = []
+    for index, (kind, epochs) in enumerate(plan):
+        last = index == len(plan) - 1
+        set_stage = _hook(model, "set_stage")
+        if epochs > 0:
+            if kind and set_stage is not None:  # a model without the hook trains its epochs unstaged
+                set_stage(kind)
+            offset = done
+
+            def shifted(epoch: int, metrics: dict[str, float], offset: int = offset) -> None:
+                if report is not None:
+                    report(offset + epoch, metrics)
+
+            patience = settings.patience if last else None
+            stage = dataclasses.replace(settings, epochs=epochs, patience=patience, stages=())
+            results.append(train(model, task, data, stage, shifted))
+            done += results[-1].epochs_run
+        if getattr(model, "gated", False) and (kind in ("", "prune") or last):
+            model = model.prune_nodes()  # type: ignore[operator]
+            if on_rebuild is not None:
+                on_rebuild(model)
+    history = [
+        {**entry, "epoch": entry["epoch"] + sum(r.epochs_run for r in results[:i])}
+        for i, result in enumerate(results)
+        for entry in result.history
+    ]
+    final = results[-1]
+    before = done - final.epochs_run
+    return model, TrainResult(
+        done,
+        history,
+        final.best_val_loss,
+        final.best_epoch + before if final.best_epoch else 0,
+        final.stopped_early,
+    )

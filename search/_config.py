@@ -182,6 +182,14 @@ class HardwareConfig(_Frozen):
     clock_period_ns: float = Field(5.0, gt=0)
 
 
+class Stage(_Frozen):
+    """One stage of a staged training recipe: what it does (``SweepConfig.stages``; the kinds are
+    `spaces.STAGES`, not imported here to keep torch out of config parsing) and its epochs."""
+
+    kind: Literal["train", "prune", "retrain", "quantize"]
+    epochs: int = Field(ge=1)
+
+
 class SweepConfig(_Frozen):
     """A whole sweep. Unknown keys are errors; defaults are the documented ones."""
 
@@ -196,6 +204,16 @@ class SweepConfig(_Frozen):
     time_limit_s: float | None = Field(None, gt=0, description="stop launching trials after this wall time")
     epochs: int = Field(5, ge=1, description="training epochs of a full-fidelity trial")
     patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs")
+    stages: list[Stage] = Field(
+        default_factory=list,
+        description=(
+            "a staged recipe every trial trains with, e.g. [{train: 10}, {prune: 5}, {retrain: 10}, "
+            "{quantize: 5}, {retrain: 10}]: train = as the model is (float, dense), prune = magnitude "
+            "sparsity ramps to the config's target and node gates close (the network is then rebuilt "
+            "smaller), quantize = quantizers on from here, retrain = fine-tune; each stage restarts Adam. "
+            "epochs becomes their total. Empty: the fraction-based schedule"
+        ),
+    )
     warm_start: list[str | dict[str, Any]] = Field(
         default_factory=list, description="preset names or configs evaluated before the strategy's proposals"
     )
@@ -214,6 +232,29 @@ class SweepConfig(_Frozen):
         10.0, gt=0, description="heartbeat interval; 3 missed beats mark a worker dead"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_epochs(cls, data: Any) -> Any:
+        # `[{train: 10}]` as well as `[{kind: train, epochs: 10}]`; epochs is the stages' total.
+        if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
+            return data
+        stages = []
+        for item in data["stages"]:
+            if isinstance(item, dict) and len(item) == 1 and "kind" not in item:
+                ((kind, epochs),) = item.items()
+                item = {"kind": kind, "epochs": epochs}
+            stages.append(item)
+        try:
+            total = sum(int(stage["epochs"]) for stage in stages)
+        except (TypeError, KeyError, ValueError):
+            return {**data, "stages": stages}  # the field validation names the bad stage
+        if "epochs" in data and data["epochs"] != total and stages:
+            raise ValueError(
+                f"epochs {data['epochs']!r} differs from the stages' total {total}; drop epochs or make "
+                "them agree"
+            )
+        return {**data, "stages": stages, **({"epochs": total} if stages else {})}
+
     @field_validator("objectives", mode="before")
     @classmethod
     def _objective_shorthand(cls, value: Any) -> Any:
@@ -231,11 +272,11 @@ class SweepConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check_names(self) -> SweepConfig:
-        from hw_models import COST_QUANTITIES, Budget
+        from hw_models import COST_QUANTITIES, CPU_QUANTITIES, Budget, onnxruntime_problem
         from objectives import get_task
 
         metrics = get_task(self.task.name).metric_directions
-        allowed = [*metrics, *COST_QUANTITIES, *MODEL_METRICS]
+        allowed = [*metrics, *COST_QUANTITIES, *MODEL_METRICS, *CPU_QUANTITIES]
         names = [o.name for o in self.objectives]
         for index, name in enumerate(names):
             if name not in allowed:
@@ -243,6 +284,8 @@ class SweepConfig(_Frozen):
                     f"objectives[{index}]: unknown objective {name!r}{_did_you_mean(name, allowed)}; "
                     f"allowed: {', '.join(allowed)}"
                 )
+            if name in CPU_QUANTITIES and (problem := onnxruntime_problem()) is not None:
+                raise ValueError(f"objectives[{index}]: {name} is measured with ONNX Runtime, but {problem}")
         if len(set(names)) != len(names):
             raise ValueError(f"objectives repeat a name: {names}")
         for index, text in enumerate(self.budgets):
@@ -276,6 +319,7 @@ class SweepConfig(_Frozen):
             "confirm_seeds",
             # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
             *(["scheduler"] if self.scheduler.kind == "none" else []),
+            *([] if self.stages else ["stages"]),  # likewise sweeps without stages
         ]
         exclude: dict[str, Any] = dict.fromkeys(excluded, True)
         if self.task.plugin is None:  # hashes as before the plugin key existed: older sweeps still resume

@@ -326,7 +326,10 @@ class _Member:
         self.checkpoint, self.runs, self.settings, self.options = checkpoint, runs, settings, options
         self.folder = folder
         self.progress = progress or (lambda _trial, _step: None)
-        self.model = task.build_model(trial.params)
+        model = task.build_model(trial.params)
+        self.model = (
+            model.prune_nodes() if model.gated else model
+        )  # node pruning: the checkpoint is the smaller network
         self.model.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True))
         self.model.eval()
         self.part: nn.Module = self.model if options.full else task.on_chip(self.model)

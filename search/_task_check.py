@@ -110,7 +110,8 @@ def check_task(
     loss.backward()
     settings = HWSettings.from_dict(hardware.model_dump()) if hardware is not None else HWSettings()
     try:
-        report = estimate(task.on_chip(model), task.input_shape, settings)
+        costed = model.prune_nodes() if getattr(model, "gated", False) else model  # node pruning's result
+        report = estimate(task.on_chip(costed), task.input_shape, settings)
     except HWError as exc:
         raise TaskCheckError(f"{where}: its on-chip model cannot be costed: {exc}") from None
     try:

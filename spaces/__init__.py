@@ -7,15 +7,16 @@ from ._builtin import PRESET_NAMES, SPACE_NAMES, get_preset, get_space
 from ._constraints import Constraint
 from ._errors import Infeasible, SpaceError
 from ._families import FamilyBuilder, build_model, family_names, register_family
-from ._models import Autoencoder, ModelInput
+from ._models import STAGES, Autoencoder, ModelInput
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
-from ._ranges import MODEL_KEY_RANGES, ValueRange, key_range, range_problems
+from ._ranges import MODEL_KEY_RANGES, ValueRange, keep_problems, key_range, range_problems
 from ._space import Space
 
 __all__ = [
     "MODEL_KEY_RANGES",
     "PRESET_NAMES",
     "SPACE_NAMES",
+    "STAGES",
     "Autoencoder",
     "BoolParam",
     "ChoiceParam",
@@ -35,6 +36,7 @@ __all__ = [
     "family_names",
     "get_preset",
     "get_space",
+    "keep_problems",
     "key_range",
     "range_problems",
     "register_family",

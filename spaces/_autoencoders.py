@@ -71,8 +71,10 @@ class ConvAutoencoder(Autoencoder):
 
         encoder: list[nn.Module] = make.input(signed=model_input.signed)
         channels = in_channels
-        for layer in layers:
-            encoder += [make.conv(layer, channels), make.relu()]
+        for i, layer in enumerate(layers):
+            own = make.for_layer(config, f"conv{i}", family)
+            encoder += [own.conv(layer, channels), *make.gate(config, f"conv{i}", layer.filters, family)]
+            encoder.append(own.relu())
             if layer.pool:
                 encoder.append(nn.MaxPool2d(2))
             channels = layer.filters
@@ -80,8 +82,13 @@ class ConvAutoencoder(Autoencoder):
         size = steps[-1].size_out if steps else image_size
         width = channels * size * size
         encoder.append(nn.Flatten())
-        for units in dense:
-            encoder += [make.linear(width, units), make.relu()]
+        for i, units in enumerate(dense):
+            own = make.for_layer(config, f"dense{i}", family)
+            encoder += [
+                own.linear(width, units),
+                *make.gate(config, f"dense{i}", units, family),
+                own.relu(),
+            ]
             width = units
         encoder += [make.linear(width, latent), make.relu(encoded=True)]
 
@@ -116,6 +123,7 @@ class ConvAutoencoder(Autoencoder):
             # in float, and pruning it too made 3 of 3 pruned trials collapse that encoder-only pruning
             # did not (benchmarks/collapse.txt).
             prune_decoder=False,
+            layers=make,
         )
 
 
@@ -187,8 +195,13 @@ class DenseAutoencoder(Autoencoder):
 
         encoder: list[nn.Module] = make.input(signed=model_input.signed)
         width = samples
-        for units in hidden:
-            encoder += [make.linear(width, units), make.relu()]
+        for i, units in enumerate(hidden):
+            own = make.for_layer(config, f"hidden{i}", family)
+            encoder += [
+                own.linear(width, units),
+                *make.gate(config, f"hidden{i}", units, family),
+                own.relu(),
+            ]
             width = units
         encoder += [make.linear(width, latent), make.relu(encoded=True)]
 
@@ -206,4 +219,5 @@ class DenseAutoencoder(Autoencoder):
             quantized=quant is not None,
             sparsity=sparsity,
             l1=l1,
+            layers=make,
         )

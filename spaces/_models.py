@@ -13,24 +13,32 @@ the chip) ``output_bits``. Every encoder value is then an integer times a power 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from . import _shapes
 from ._errors import SpaceError
+from ._nodes import NodeGate, gates_of, keep_count, pruner_loss, shrink
 
 # Compression schedule of a short run (the seed studies' baseline -> pruned -> quantized recipe): the first
 # _DENSE_FRACTION of the epochs train the dense float model; pruning then rises on a cubic (Zhu & Gupta 2017)
 # schedule to the target, reached at _PRUNED_FRACTION of the epochs, and the rest fine-tunes at the target.
 # Quantization-aware training starts with the pruning ramp (its activation scales are initialised from the
 # statistics of the warmed-up model, not of a random one).
+_MAX_BITS = 16
 _DENSE_FRACTION = 0.3
 _PRUNED_FRACTION = 0.8
 _PRUNABLE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+# The stages of a staged training recipe (Autoencoder.set_stage), e.g. the waveform study's
+# train -> prune -> retrain -> quantize -> retrain.
+STAGES = ("train", "prune", "retrain", "quantize")
 
 
 @dataclass(frozen=True)
@@ -93,32 +101,83 @@ class _Layers:
         self.quant = quant
 
     @staticmethod
-    def _weight_options(quant: _Quantization) -> dict[str, Any]:
+    def _weight_options(quant: _Quantization, fan_in: int) -> dict[str, Any]:
         from brevitas.quant import Int8BiasPerTensorFixedPointInternalScaling, Int8WeightPerTensorFixedPoint
 
-        return {
-            "weight_quant": Int8WeightPerTensorFixedPoint,
-            "weight_bit_width": quant.weight_bits,
+        # Biases need 2 levels at least: a binary layer keeps 2-bit (ternary-like) biases.
+        bias = {
             "bias_quant": Int8BiasPerTensorFixedPointInternalScaling,
-            "bias_bit_width": quant.weight_bits,
+            "bias_bit_width": max(2, quant.weight_bits),
         }
+        if quant.weight_bits == 1:
+            from brevitas.quant import SignedBinaryWeightPerTensorConst
+
+            # Binary weights are +-s with a constant s: the power of two nearest He-init's std, so the
+            # layer's outputs keep the scale of a float layer and s stays exact in fixed point.
+            scale = 2.0 ** round(math.log2(math.sqrt(2.0 / fan_in)))
+            return {"weight_quant": SignedBinaryWeightPerTensorConst.let(scaling_const=scale), **bias}
+        # From 2 bits the narrow-range integer quantizer: 2 bits are ternary weights {-s, 0, s}.
+        return {"weight_quant": Int8WeightPerTensorFixedPoint, "weight_bit_width": quant.weight_bits, **bias}
+
+    def for_layer(self, config: Mapping[str, Any], layer: str, family: str) -> _Layers:
+        """This factory with layer ``layer``'s own ``<layer>_weight_bits`` / ``<layer>_act_bits`` (mixed
+        precision) in place of the model's; itself for a float model or without those keys."""
+        if self.quant is None:
+            return self
+        bits = {
+            kind: _int(config, f"{layer}_{kind}", family, default=getattr(self.quant, kind))
+            for kind in ("weight_bits", "act_bits")
+        }
+        for kind, value in bits.items():
+            if value > _MAX_BITS:
+                raise SpaceError(f"build_model({family!r}): {layer}_{kind}={value} must be 1..{_MAX_BITS}")
+        return _Layers(dataclasses.replace(self.quant, **bits))
 
     def conv(self, layer: _shapes.ConvLayer, in_channels: int) -> nn.Module:
-        shape = (in_channels, layer.filters, layer.kernel)
+        return self.conv2d(in_channels, layer.filters, layer.kernel, layer.stride, layer.padding)
+
+    def conv2d(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...],
+        padding: int | tuple[int, ...] | str,
+    ) -> nn.Module:
+        options: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
         if self.quant is None:
-            return nn.Conv2d(*shape, stride=layer.stride, padding=layer.padding)
+            return nn.Conv2d(in_channels, out_channels, **options)
         from brevitas.nn import QuantConv2d
 
-        return QuantConv2d(
-            *shape, stride=layer.stride, padding=layer.padding, **self._weight_options(self.quant)
-        )
+        kernel = kernel_size if isinstance(kernel_size, tuple) else (kernel_size, kernel_size)
+        fan_in = in_channels * math.prod(kernel)
+        return QuantConv2d(in_channels, out_channels, **options, **self._weight_options(self.quant, fan_in))
+
+    def like(self, layer: nn.Module, in_width: int, out_width: int) -> nn.Module:
+        """A fresh Conv2d/Linear (quantized or not, as this factory is) shaped like ``layer`` but with
+        ``in_width`` inputs and ``out_width`` outputs (channels or features): node pruning's rebuild."""
+        make = self
+        if self.quant is not None:  # keep the layer's own (mixed-precision) weight width
+            bits = int(cast(Any, layer).weight_quant.bit_width())
+            make = _Layers(dataclasses.replace(self.quant, weight_bits=bits))
+        if isinstance(layer, nn.Conv2d):
+            return make.conv2d(in_width, out_width, layer.kernel_size, layer.stride, layer.padding)
+        return make.linear(in_width, out_width)
+
+    @staticmethod
+    def gate(config: Mapping[str, Any], layer: str, width: int, family: str) -> list[nn.Module]:
+        """A `NodeGate` for ``layer`` (e.g. "hidden0") of ``width`` nodes when its ``<layer>_keep`` prunes
+        nodes; nothing without the key or when it keeps every node."""
+        keep = keep_count(config, layer, width, family)
+        return [] if keep is None or keep == width else [NodeGate(width, keep)]
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
         if self.quant is None:
             return nn.Linear(in_features, out_features)
         from brevitas.nn import QuantLinear
 
-        return QuantLinear(in_features, out_features, bias=True, **self._weight_options(self.quant))
+        options = self._weight_options(self.quant, in_features)
+        return QuantLinear(in_features, out_features, bias=True, **options)
 
     def relu(self, *, encoded: bool = False) -> nn.Module:
         if self.quant is None:
@@ -178,6 +237,7 @@ class Autoencoder(nn.Module):
         sparsity: float = 0.0,
         l1: float = 0.0,
         prune_decoder: bool = True,
+        layers: _Layers | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= sparsity < 1.0:
@@ -191,19 +251,50 @@ class Autoencoder(nn.Module):
         self.quantized = quantized
         self.sparsity = sparsity
         self.l1 = l1
+        self._prune_decoder = prune_decoder
+        self._stage: str | None = None  # a staged recipe's current stage (set_stage); None: the schedule
+        self._quantizing = False
+        self._at_target = False
+        # Builds the layers node pruning rebuilds smaller; a quantized model must pass its own.
+        self._layers = layers if layers is not None else _Layers(None)
+        if quantized and layers is None and self.gated:
+            raise SpaceError(
+                "a quantized Autoencoder with node gates needs the layers= factory it was built with"
+            )
+        self._index_layers()
+        _init_weights(self)
+
+    def _index_layers(self) -> None:
+        """The weighted layers (L1), the ones magnitude pruning masks and their mask buffers (all ones)."""
         self._weighted = [
             (f"{part}_{path.replace('.', '_')}", module)
-            for part, root in (("encoder", encoder), ("decoder", decoder))
+            for part, root in (("encoder", self.encoder), ("decoder", self.decoder))
             for path, module in root.named_modules()
             if isinstance(module, _PRUNABLE)
         ]
         # The tensors magnitude pruning masks: all of them, or the encoder's only (prune_decoder=False).
-        self._pruned = [(n, m) for n, m in self._weighted if prune_decoder or n.startswith("encoder_")]
-        _init_weights(self)
+        self._pruned = [(n, m) for n, m in self._weighted if self._prune_decoder or n.startswith("encoder_")]
         self.pruning_masks = nn.Module()
-        if sparsity > 0:
+        if self.sparsity > 0:
             for name, module in self._pruned:
                 self.pruning_masks.register_buffer(name, torch.ones_like(module.weight, dtype=torch.bool))
+
+    @property
+    def gated(self) -> bool:
+        """Whether the encoder still holds node-pruning gates (:meth:`prune_nodes` removes them)."""
+        return bool(gates_of(self.encoder))
+
+    def prune_nodes(self) -> Autoencoder:
+        """The node-pruned network: this model's gates hardened (each gated layer keeps exactly its
+        ``keep`` nodes with the largest gate logits), then a copy whose encoder holds only the kept nodes
+        (gate values folded into the weights, see `spaces._nodes.shrink`) and the same decoder. Before any
+        further training the copy computes what this hardened model computes. Masks are fresh (all ones)."""
+        for gate in gates_of(self.encoder):
+            gate.harden()
+        pruned = copy.deepcopy(self)
+        pruned.encoder = shrink(pruned.encoder, pruned._layers.like)
+        pruned._index_layers()
+        return pruned
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -224,6 +315,10 @@ class Autoencoder(nn.Module):
         """The first 1-based epoch of ``n_epochs`` at which the model is trained in its final form (at the
         target sparsity, quantized if it is): 1 for a model without compression. The training loop picks
         the best epoch and early-stops among these epochs only."""
+        if self._stage is not None:
+            return n_epochs if self._stage == "prune" else 1  # a prune stage reaches its target at the end
+        if self.gated:
+            return n_epochs  # the gates are only near 0/1 at the end
         if self.sparsity == 0 and not self.quantized:
             return 1
         dense, full = self.compression_epochs(n_epochs)
@@ -260,9 +355,40 @@ class Autoencoder(nn.Module):
     def before_epoch(self, epoch: int, n_epochs: int) -> None:
         """Apply the compression schedule: quantizers on or off (:meth:`quantization_enabled`), and the
         masks recomputed at the scheduled sparsity (the smallest-magnitude weights of each tensor are
-        masked, exactly round(s * size) of them) and applied."""
-        target = self.scheduled_sparsity(epoch, n_epochs)
+        masked, exactly round(s * size) of them) and applied. A gated model (node pruning) trains in float
+        without masks, its gates sharpening over the ``n_epochs``; its compression comes after
+        :meth:`prune_nodes`. In a stage (:meth:`set_stage`) the stage decides instead."""
+        if self._stage is not None:
+            self._set_quantization(self._quantizing)
+            if self._stage == "prune":
+                for gate in gates_of(self.encoder):
+                    gate.set_progress(epoch, n_epochs)
+                self._mask_to(self.sparsity * (1.0 - (1.0 - epoch / n_epochs) ** 3))
+            else:
+                self._mask_to(self.sparsity if self._at_target else 0.0)
+            return
+        if self.gated:
+            self._set_quantization(False)
+            for gate in gates_of(self.encoder):
+                gate.set_progress(epoch, n_epochs)
+            return
         self._set_quantization(self.quantization_enabled(epoch, n_epochs))
+        self._mask_to(self.scheduled_sparsity(epoch, n_epochs))
+
+    def set_stage(self, kind: str) -> None:
+        """Train the following epochs as stage ``kind`` of a staged recipe (one of STAGES) instead of the
+        fraction-based schedule; compression accumulates over the stages. ``train``: as the model is so
+        far (float and dense at first). ``prune``: magnitude sparsity rises on the cubic schedule to its
+        target at the stage's last epoch, and node gates (with the pruner loss) sharpen; the training loop
+        then rebuilds a gated model with its kept nodes. ``quantize``: the quantizers are on from here.
+        ``retrain``: fine-tune as the model is. SpaceError for another kind."""
+        if kind not in STAGES:
+            raise SpaceError(f"unknown training stage {kind!r}; allowed: {', '.join(STAGES)}")
+        self._stage = kind
+        self._quantizing = self._quantizing or kind == "quantize"
+        self._at_target = self._at_target or kind == "prune"  # reached at the prune stage's last epoch
+
+    def _mask_to(self, target: float) -> None:
         if self.sparsity == 0:
             return
         with torch.no_grad():
@@ -281,18 +407,22 @@ class Autoencoder(nn.Module):
 
     def after_step(self) -> None:
         """Zero the masked weights again (the optimiser step may have moved them)."""
-        if self.sparsity == 0:
+        if self.sparsity == 0 or (self.gated and self._stage is None):
             return
         with torch.no_grad():
             for name, module in self._pruned:
                 module.weight.mul_(getattr(self.pruning_masks, name))
 
     def regularization(self) -> torch.Tensor:
-        """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded); a zero tensor
-        without ``l1``."""
+        """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded), plus the node
+        pruner's loss while the model is gated; a zero tensor without either."""
+        # Outside a prune stage of a staged recipe the gates only learn which nodes matter.
+        penalty = pruner_loss(gates_of(self.encoder)) if self._stage in (None, "prune") else torch.zeros(())
         if self.l1 == 0:
-            return torch.zeros(())
-        return self.l1 * sum((module.weight.abs().sum() for _, module in self._weighted), torch.zeros(()))
+            return penalty
+        return penalty + self.l1 * sum(
+            (module.weight.abs().sum() for _, module in self._weighted), torch.zeros(())
+        )
 
     def weight_sparsity(self) -> float:
         """Fraction of exactly-zero weights over the pruned Conv/ConvTranspose/Linear weight tensors (every
@@ -323,7 +453,7 @@ def _compression(
     quant = None
     if config.get("quantize", False):
         quant = _Quantization(
-            weight_bits=_int(config, "weight_bits", family, minimum=2),
+            weight_bits=_int(config, "weight_bits", family, minimum=1),
             act_bits=_int(config, "act_bits", family, minimum=1),
             input_bits=_int(config, "input_bits", family, minimum=1, default=model_input.bits),
             output_bits=_int(config, "output_bits", family, minimum=1),

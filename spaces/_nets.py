@@ -49,7 +49,7 @@ def _quantization(config: Mapping[str, Any], family: str, model_input: ModelInpu
         return None
     act_bits = _int(config, "act_bits", family, minimum=1)
     return _Quantization(
-        weight_bits=_int(config, "weight_bits", family, minimum=2),
+        weight_bits=_int(config, "weight_bits", family, minimum=1),
         act_bits=act_bits,
         input_bits=_int(config, "input_bits", family, minimum=1, default=model_input.bits),
         output_bits=act_bits,  # the last layer is a plain (quantized-weight) Linear: no output activation
@@ -68,10 +68,16 @@ class _Network(Autoencoder):
         model_input: ModelInput,
         make: _Layers,
         dense: list[int],
+        prefix: str,
     ) -> None:
         outputs = _int(config, "outputs", family, default=1)
-        for units in dense:
-            layers += [make.linear(width, units), make.relu()]
+        for i, units in enumerate(dense):
+            own = make.for_layer(config, f"{prefix}{i}", family)
+            layers += [
+                own.linear(width, units),
+                *make.gate(config, f"{prefix}{i}", units, family),
+                own.relu(),
+            ]
             width = units
         layers.append(make.linear(width, outputs))
         super().__init__(
@@ -82,6 +88,7 @@ class _Network(Autoencoder):
             quantized=make.quant is not None,
             sparsity=_real(config, "sparsity", family),
             l1=_real(config, "l1", family),
+            layers=make,
         )
 
 
@@ -108,27 +115,25 @@ class StripCNN(_Network):
         modules: list[nn.Module] = make.input(signed=model_input.signed)
         for i, layer in enumerate(layers):
             kernel_height = height if i == 0 else 1
-            modules += [_strip_conv(make, layer, channels, kernel_height), make.relu()]
+            own = make.for_layer(config, f"conv{i}", family)
+            modules += [
+                own.conv2d(
+                    channels,
+                    layer.filters,
+                    (kernel_height, layer.kernel),
+                    (1, layer.stride),
+                    (0, layer.padding),
+                ),
+                *make.gate(config, f"conv{i}", layer.filters, family),
+                own.relu(),
+            ]
             if layer.pool:
                 modules.append(nn.MaxPool2d((1, 2)))
             channels = layer.filters
         modules.append(nn.Flatten())
         strips = _shapes.trace(width, layers)[-1].size_out
         dense = _units(config, "n_dense", "dense", family, minimum=0)
-        super().__init__(modules, channels * strips, config, family, model_input, make, dense)
-
-
-def _strip_conv(make: _Layers, layer: _shapes.ConvLayer, in_channels: int, kernel_height: int) -> nn.Module:
-    options: dict[str, Any] = {
-        "kernel_size": (kernel_height, layer.kernel),
-        "stride": (1, layer.stride),
-        "padding": (0, layer.padding),
-    }
-    if make.quant is None:
-        return nn.Conv2d(in_channels, layer.filters, **options)
-    from brevitas.nn import QuantConv2d
-
-    return QuantConv2d(in_channels, layer.filters, **options, **make._weight_options(make.quant))
+        super().__init__(modules, channels * strips, config, family, model_input, make, dense, "dense")
 
 
 class DenseNet(_Network):
@@ -143,4 +148,4 @@ class DenseNet(_Network):
         hidden = _units(config, "n_hidden", "hidden", family, minimum=1)
         make = _Layers(_quantization(config, family, model_input))
         modules: list[nn.Module] = make.input(signed=model_input.signed)
-        super().__init__(modules, model_input.shape[0], config, family, model_input, make, hidden)
+        super().__init__(modules, model_input.shape[0], config, family, model_input, make, hidden, "hidden")

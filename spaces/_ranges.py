@@ -52,13 +52,16 @@ class ValueRange:
 
 _BITS = "bits must be 1..16"
 MODEL_KEY_RANGES: Mapping[str, ValueRange] = {
-    # compression (both built-in families); a 1-bit weight quantizer is not built (brevitas needs 2 levels)
-    "weight_bits": ValueRange(2, 16, integer=True, meaning="weight width; the model needs 2..16 bits"),
+    # compression (every built-in family): 1-bit weights are binary (+-s), 2-bit ones ternary (-s, 0, s)
+    "weight_bits": ValueRange(1, 16, integer=True, meaning="weight width; 1 = binary, 2 = ternary"),
     "act_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     "input_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     "output_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     "sparsity": ValueRange(0, 1, high_open=True, meaning="fraction of weights pruned"),
     "l1": ValueRange(0, meaning="L1 regularisation strength"),
+    # mixed precision: one layer's own widths in place of weight_bits / act_bits
+    r"(conv|dense|hidden)\d+_weight_bits": ValueRange(1, 16, integer=True, meaning="1 = binary, 2 = ternary"),
+    r"(conv|dense|hidden)\d+_act_bits": ValueRange(1, 16, integer=True, meaning=_BITS),
     # architecture
     "latent": ValueRange(1, integer=True, meaning="encoded outputs"),
     "n_conv": ValueRange(0, integer=True, meaning="conv layers"),
@@ -68,7 +71,12 @@ MODEL_KEY_RANGES: Mapping[str, ValueRange] = {
     r"conv\d+_kernel": ValueRange(1, integer=True, meaning="kernel size"),
     r"conv\d+_stride": ValueRange(1, integer=True, meaning="stride"),
     r"(dense|hidden)\d+_units": ValueRange(1, integer=True, meaning="units"),
+    # node pruning: a count 1..width or a fraction of the width (keep_problems checks it against the width)
+    r"(conv|dense|hidden)\d+_keep": ValueRange(
+        0, low_open=True, meaning="nodes kept: an integer count 1..width or a float fraction in (0, 1]"
+    ),
 }
+_KEEP = re.compile(r"((conv|dense|hidden)\d+)_keep")
 
 
 def key_range(name: str, ranges: Mapping[str, ValueRange]) -> ValueRange | None:
@@ -97,6 +105,47 @@ def range_problems(space: Space, ranges: Iterable[Mapping[str, ValueRange]]) -> 
                 problems.append(
                     f"parameter {name!r}: {label} {value!r} is outside the allowed range; "
                     f"allowed: {allowed.describe()}"
+                )
+                break
+    return problems
+
+
+def _keep_values(param: object) -> list[int | float]:
+    if isinstance(param, IntParam):
+        return [param.low, param.high]
+    if isinstance(param, FloatParam):
+        return [float(param.low), float(param.high)]
+    if isinstance(param, ChoiceParam):
+        return [
+            c if isinstance(c, int | float) else float(c)
+            for c in param.choices
+            if is_number(c) and not is_bool(c)
+        ]
+    return []
+
+
+def keep_problems(space: Space) -> list[str]:
+    """One message per node-pruning ``<layer>_keep`` parameter of ``space`` that can never be built: its
+    layer has no width parameter in the space, a fraction (a float) it can take is outside (0, 1], or a
+    count (an integer) exceeds the widest its layer can be. Counts above a narrower width the layer can
+    also take make only those configs infeasible."""
+    problems = []
+    for name in space.names:
+        match = _KEEP.fullmatch(name)
+        if match is None:
+            continue
+        layer = match.group(1)
+        width_key = f"{layer}_filters" if layer.startswith("conv") else f"{layer}_units"
+        if width_key not in space.names:
+            problems.append(f"parameter {name!r}: the space has no {width_key!r}, the width it prunes")
+            continue
+        widest = max((int(w) for w in _keep_values(space.param(width_key))), default=0)
+        for value in _keep_values(space.param(name)):
+            fraction = isinstance(value, float)
+            if (fraction and not 0 < value <= 1) or (not fraction and not 1 <= value <= widest):
+                problems.append(
+                    f"parameter {name!r}: keep {value!r} is outside what {width_key} (at most {widest}) "
+                    f"allows; allowed: an integer count 1..{widest} or a float fraction in (0, 1]"
                 )
                 break
     return problems

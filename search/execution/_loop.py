@@ -282,6 +282,7 @@ class SweepLoop:
             seed=self.config.seed * 100_003 + trial.seed,
             checkpoint_dir=checkpoint_dir(self.config),
             rungs=self.rungs if trial.replicate_of is None else None,  # replicates confirm, never cut
+            stages=tuple((stage.kind, stage.epochs) for stage in self.config.stages),
         )
 
     def _launch(self, started: float) -> bool:

@@ -42,9 +42,9 @@ def check_space(config: SweepConfig, space: Any) -> None:
     """SweepError naming every parameter whose domain leaves its key's range, or a key the task's model
     family needs and the space lacks (a sampled config is built by the task)."""
     from objectives import TRAIN_KEY_RANGES, get_task
-    from spaces import MODEL_KEY_RANGES, Infeasible, SpaceError, range_problems
+    from spaces import MODEL_KEY_RANGES, Infeasible, SpaceError, keep_problems, range_problems
 
-    problems = range_problems(space, [TRAIN_KEY_RANGES, MODEL_KEY_RANGES])
+    problems = range_problems(space, [TRAIN_KEY_RANGES, MODEL_KEY_RANGES]) + keep_problems(space)
     if problems:
         raise _error("space: " + "; ".join(problems))
     task = get_task(config.task.name, loss=config.task.loss)

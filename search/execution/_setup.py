@@ -26,10 +26,13 @@ class SweepError(ValueError):
 
 
 def resolve_space(config: SweepConfig) -> Any:
-    """The sweep's space: a built-in name, an inline space, or ``{builtin: NAME, override: {...}}``.
+    """The sweep's space: a built-in name, an inline space, or ``{builtin: NAME, override: {...}, add:
+    {...}}``.
 
     An override value replaces a built-in parameter: a scalar fixes it (a one-value choice), a mapping is a
     new parameter definition in the space YAML schema (keeping the built-in condition unless it gives one).
+    ``add`` appends parameters the built-in space lacks (e.g. node pruning's ``hidden0_keep``), each a
+    scalar (fixed) or a definition.
     """
     from spaces import Space, get_space
 
@@ -38,10 +41,10 @@ def resolve_space(config: SweepConfig) -> Any:
         return get_space(spec)
     if "builtin" not in spec:
         return Space.from_dict(spec)
-    unknown = set(spec) - {"builtin", "override"}
+    unknown = set(spec) - {"builtin", "override", "add"}
     if unknown:
         raise SweepError(
-            f"space: unknown key(s) {sorted(unknown)} next to 'builtin'; allowed: builtin, override"
+            f"space: unknown key(s) {sorted(unknown)} next to 'builtin'; allowed: builtin, override, add"
         )
     base = get_space(spec["builtin"]).to_dict()
     parameters = base["parameters"]
@@ -54,6 +57,10 @@ def resolve_space(config: SweepConfig) -> Any:
         if "active_if" in parameters[name] and "active_if" not in new:
             new["active_if"] = parameters[name]["active_if"]
         parameters[name] = new
+    for name, value in (spec.get("add") or {}).items():
+        if name in parameters:
+            raise SweepError(f"space.add: {spec['builtin']!r} already has parameter {name!r}; override it")
+        parameters[name] = dict(value) if isinstance(value, dict) else {"type": "choice", "choices": [value]}
     return Space.from_dict(base)
 
 

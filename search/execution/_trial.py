@@ -6,6 +6,7 @@ moves the trial between states from the returned :class:`Outcome`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
@@ -44,6 +45,7 @@ class TrialJob:
     seed: int
     checkpoint_dir: str | None
     rungs: RungPlan | None = None  # ASHA's rungs; None trains to the full epochs (replicates, no scheduler)
+    stages: tuple[tuple[str, int], ...] = ()  # a staged training recipe; () = the model's schedule
 
 
 @functools.lru_cache(maxsize=4)
@@ -105,17 +107,22 @@ def cost_objectives(names: Sequence[str]) -> list[str]:
 
 
 def _save_checkpoint(model: torch.nn.Module, job: TrialJob) -> tuple[str, str] | None:
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return _save_artifact(buffer.getvalue(), job, "pt")
+
+
+def _save_artifact(payload: bytes, job: TrialJob, suffix: str) -> tuple[str, str] | None:
+    """Write ``trial-NNNNN.<suffix>`` into the sweep's checkpoint directory: (path, sha256), or None
+    without one."""
     if job.checkpoint_dir is None:
         return None
     directory = Path(job.checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    payload = buffer.getvalue()
-    path = directory / f"trial-{job.number:05d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
+    path = directory / f"trial-{job.number:05d}.{suffix}"
+    tmp = path.with_suffix(f".{suffix}.tmp")
     tmp.write_bytes(payload)
-    tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    tmp.replace(path)  # atomic: a reader never sees half a file
     return str(path), hashlib.sha256(payload).hexdigest()
 
 
@@ -137,22 +144,28 @@ def price(
     pruned: bool = False,
 ) -> Priced | str:
     """Build the model of a canonical config and cost it: a :class:`Priced`, or why hls4ml cannot convert
-    it (the config is then rejected without training). ``pruned`` costs it at its target sparsity, as it
-    ends training (the masks are applied to the fresh weights); the model is then not for training.
-    Raises what model building raises."""
+    it or the family cannot build it (the config is then rejected without training). A node-pruned config
+    is costed as the smaller network it ends as. ``pruned`` costs it at its target sparsity, as it ends
+    training (the masks are applied to the fresh weights); the model is then not for training."""
     from hw_models import HWError, estimate
+    from spaces import SpaceError
 
     task = job_task(task_config)
-    model = task.build_model(config)
-    if pruned and float(config.get("sparsity", 0.0)) > 0:
-        model.before_epoch(1, 1)  # a 1-epoch schedule is at the target from its first epoch
     try:
-        report = estimate(task.on_chip(model), task.input_shape, hw_settings(hardware))
+        model = task.build_model(config)
+    except SpaceError as exc:  # e.g. a node-pruning keep larger than its layer in this combination
+        return f"model: {exc}"
+    # A node-pruned model ends training as the smaller network: that one is costed.
+    costed = copy.deepcopy(model).prune_nodes() if model.gated else model
+    if pruned and float(config.get("sparsity", 0.0)) > 0:
+        costed.before_epoch(1, 1)  # a 1-epoch schedule is at the target from its first epoch
+    try:
+        report = estimate(task.on_chip(costed), task.input_shape, hw_settings(hardware))
     except HWError as exc:
         return f"hardware model: {exc}"
     before = dict(report.totals)
     if "model_kb" in objectives:
-        before["model_kb"] = model_kb(model, config)
+        before["model_kb"] = model_kb(costed, config)
     return Priced(model, report, {name: float(before[name]) for name in cost_objectives(objectives)})
 
 
@@ -199,8 +212,8 @@ def run_trial(job: TrialJob) -> Outcome:
     (fidelity = the rung's epoch) unless it is in the rung's top share; a non-finite rung metric fails it
     as diverged.
     """
-    from hw_models import estimate
-    from objectives import DivergedError, TrainSettings, train
+    from hw_models import CPU_QUANTITIES, estimate, measure_cpu_latency
+    from objectives import DivergedError, TrainSettings, fit
 
     store = worker_store(job.store_url)
     task = job_task(job.task)
@@ -223,6 +236,7 @@ def run_trial(job: TrialJob) -> Outcome:
             lr=float(job.config.get("lr", 1e-3)),
             seed=job.seed,
             patience=job.patience,
+            stages=job.stages,
         )
         last: dict[str, float] = {}
 
@@ -242,15 +256,27 @@ def run_trial(job: TrialJob) -> Outcome:
                 if not plan.goes_on(points, own):
                     raise RungStop(epoch)
 
+        def rebuilt(smaller: Any) -> None:
+            nonlocal model  # node pruning: later rungs and the final metrics score the smaller network
+            model = smaller
+
         try:
-            result = train(model, task, data, train_settings, report=report_epoch)
+            model, result = fit(model, task, data, train_settings, report_epoch, rebuilt)
         except RungStop as stop:
             partial = {**report.totals, **priced.costs, **last}
             return Pruned({k: float(v) for k, v in partial.items() if not math.isnan(v)}, fidelity=stop.epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
-        if float(job.config.get("sparsity", 0.0)) > 0:
+        if float(job.config.get("sparsity", 0.0)) > 0 or model is not priced.model:
             report = estimate(task.on_chip(model), task.input_shape, settings)  # real sparsity after training
             store.record_cost(job.trial_id, report.to_dict())
+        if any(name in CPU_QUANTITIES for name in job.objectives):
+            latency, onnx_model = measure_cpu_latency(task.on_chip(model), task.input_shape)
+            metrics.update(onnx_cpu_us=latency.onnx_cpu_us, onnx_cpu_us_b256=latency.onnx_cpu_us_b256)
+            # Stored with the cost report, marked as a measurement of this host, unlike the estimates.
+            store.record_cost(job.trial_id, {**report.to_dict(), "cpu_latency": latency.to_dict()})
+            saved_onnx = _save_artifact(onnx_model, job, "onnx")
+            if saved_onnx is not None:
+                store.add_artifact(job.trial_id, "onnx", *saved_onnx)
         saved = _save_checkpoint(model, job)
         if saved is not None:
             store.add_artifact(job.trial_id, "checkpoint", *saved)

@@ -155,7 +155,7 @@ def test_build_model_errors_name_the_problem(build: Build) -> None:
         # kernel 1, stride 8: 8x8 -> 1x1, then max-pooling -> 0x0
         build("econt", {**preset, "conv0_kernel": 1, "conv0_stride": 8, "conv0_pool": True})
     with pytest.raises(
-        SpaceError, match=r"build_model\('conv_autoencoder'\): weight_bits=0 must be an integer >= 2"
+        SpaceError, match=r"build_model\('conv_autoencoder'\): weight_bits=0 must be an integer >= 1"
     ):
         build("econt", {**preset, "quantize": True, "weight_bits": 0, "act_bits": 8, "output_bits": 9})
     with pytest.raises(
