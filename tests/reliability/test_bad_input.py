@@ -72,7 +72,7 @@ SPACE_CASES: dict[str, tuple[Any, str]] = {
     ),
     "weight_bits 33": (
         {"builtin": "econt", "override": {"weight_bits": 33}},
-        "allowed: an integer in [2, 16]",
+        "allowed: an integer in [1, 16]",
     ),
     "sparsity 1.5": ({"builtin": "econt", "override": {"sparsity": 1.5}}, "'sparsity': choice 1.5"),
     "inline space lacks latent": (_econt_without_latent(), "config lacks 'latent'"),
