@@ -48,12 +48,11 @@ def queue_replicates(
 ) -> int:
     """Queue replicates so every trial on the front has ``seeds`` of them; returns how many were added.
 
-    Seeds go where they can change the confirmed front's hypervolume: a trial the task's collapse detector
-    flagged (``collapsed`` = 1, a near-constant output: on the front only for being cheap) or one not strictly
-    inside the box of the config's ``reference`` point (objective -> value) is not replicated.
+    Seeds go where they can change the confirmed front's hypervolume: a trial not strictly inside the box of
+    the config's ``reference`` point (objective -> value) is not replicated.
     """
     front, _ = sweep_front(store, sweep)
-    front = [t for t in front if t.results.get("collapsed") != 1.0 and _inside(t, reference, sweep)]
+    front = [t for t in front if _inside(t, reference, sweep)]
     existing: dict[int, int] = {}
     for trial in store.trials(sweep.id):
         if trial.replicate_of is not None:

@@ -422,30 +422,6 @@ def test_confirm_seeds_re_evaluates_front_members_while_the_sweep_runs(sqlite_ur
     assert len(search) == 4  # replicates do not count against the budget
 
 
-def test_a_collapsed_front_member_is_not_replicated(sqlite_url: str) -> None:
-    from search.execution._records import queue_replicates
-
-    store = Store(sqlite_url)
-    sweep = store.create_sweep(
-        "s",
-        config_yaml="a: 1\n",
-        config_hash="h",
-        objectives=[{"name": "emd_mean", "direction": "minimize"}, {"name": "bops", "direction": "minimize"}],
-        reference_point=None,
-    )
-    numbers = {}
-    for label, results in (
-        ("collapsed", {"emd_mean": 6.0, "bops": 10.0, "collapsed": 1.0}),  # cheapest: on the front
-        ("trained", {"emd_mean": 1.0, "bops": 100.0, "collapsed": 0.0}),
-    ):
-        trial = store.create_trial(sweep.id, {"label": label}, config_hash=label, state=TrialState.RUNNING)
-        store.finish_trial(trial.id, TrialState.COMPLETED, results=results)
-        numbers[label] = trial.number
-    assert queue_replicates(store, sweep, 2) == 2
-    replicated = [t.replicate_of for t in store.trials(sweep.id) if t.replicate_of is not None]
-    assert replicated == [numbers["trained"]] * 2
-
-
 def test_a_front_member_outside_the_reference_box_is_not_replicated(sqlite_url: str) -> None:
     from search.execution._records import queue_replicates
 
