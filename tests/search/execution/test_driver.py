@@ -80,9 +80,9 @@ def test_a_budget_nothing_meets_stops_the_sweep_cleanly(sqlite_url: str) -> None
 def test_failing_and_diverging_trials_never_stop_the_sweep(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import objectives
+    import objectives._train
 
-    real_train = objectives.train
+    real_train = objectives._train.train  # what every trial's fit() calls, stage by stage
     calls = {"n": 0}
 
     def faulty_train(*args: Any, **kwargs: Any) -> Any:
@@ -93,7 +93,7 @@ def test_failing_and_diverging_trials_never_stop_the_sweep(
             raise DivergedError("loss became nan at epoch 1")
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(objectives, "train", faulty_train)
+    monkeypatch.setattr(objectives._train, "train", faulty_train)
     summary = run_sweep(parse_config(small_config(sqlite_url, trials=3)))
     store = Store(sqlite_url)
     sweep, _ = load_sweep(store, "tiny")
