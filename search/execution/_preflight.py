@@ -253,13 +253,10 @@ def check_executor(executor: ExecutorConfig) -> list[str]:
     if executor.kind != "ray":
         return []
     if executor.address is None:
-        cpus = executor.num_cpus or executor.workers
-        available = os.cpu_count() or 1
-        if cpus > available:
-            raise _error(
-                f"executor.num_cpus {cpus} is more than the {available} CPU(s) of this machine; "
-                f"allowed: 1..{available}"
-            )
+        cpus, available = local_ray_cpus(executor)
+        problem = local_cpus_problem(executor)
+        if problem is not None:
+            raise _error(problem)
         if executor.workers > cpus:
             raise _error(
                 f"executor.workers {executor.workers} needs {executor.workers} CPUs (one per trial) but the "
@@ -272,6 +269,19 @@ def check_executor(executor: ExecutorConfig) -> list[str]:
     if problem is not None:
         raise _error(problem)
     return [f"executor: Ray at {executor.address} reachable (its CPUs are checked when launch joins it)"]
+
+
+def local_ray_cpus(executor: ExecutorConfig) -> tuple[int, int]:
+    """The CPUs a local Ray of ``executor`` asks for, and the CPUs this machine has."""
+    return executor.num_cpus or executor.workers, os.cpu_count() or 1
+
+
+def local_cpus_problem(executor: ExecutorConfig) -> str | None:
+    """Why a local Ray cannot get the CPUs ``executor`` asks for, or None (validate and launch alike)."""
+    cpus, available = local_ray_cpus(executor)
+    if cpus <= available:
+        return None
+    return f"executor.num_cpus {cpus} is more than the {available} CPU(s) of this machine; allowed: 1..{available}"
 
 
 def ray_address_problem(address: str) -> str | None:

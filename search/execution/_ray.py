@@ -24,7 +24,7 @@ from ray.exceptions import RayError, TaskCancelledError
 from search._config import ExecutorConfig
 from search._types import Outcome
 from search.execution._executor import Finished, WorkerLost
-from search.execution._preflight import ray_address_problem
+from search.execution._preflight import local_cpus_problem, local_ray_cpus, ray_address_problem
 from search.execution._setup import SweepError
 from search.execution._trial import TrialJob, run_trial, worker_store
 
@@ -116,13 +116,10 @@ def connect(executor: ExecutorConfig) -> bool:
     started = False
     if not ray.is_initialized():
         if executor.address is None:
-            cpus = executor.num_cpus or executor.workers
-            available = os.cpu_count() or 1
-            if cpus > available:
-                raise ExecutorError(
-                    f"executor.num_cpus {cpus} is more than the {available} CPU(s) of this machine; "
-                    f"allowed: 1..{available}"
-                )
+            cpus, _ = local_ray_cpus(executor)
+            problem = local_cpus_problem(executor)
+            if problem is not None:
+                raise ExecutorError(problem)
             ray.init(  # "local": a new Ray of our own, even when another cluster runs on this machine
                 address="local",
                 num_cpus=cpus,
