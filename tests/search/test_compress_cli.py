@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from objectives import get_task
 from search.cli import app
+from search.storage import TrialRecord
 from search.storage._store import Store
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -59,19 +60,24 @@ def write(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
+def launch_one(path: Path, config: dict[str, Any], store_url: str) -> tuple[Store, TrialRecord]:
+    """Launch the one-trial sweep ``config`` through the CLI; its store and its completed trial."""
+    result = runner.invoke(app, ["sweep", "launch", str(write(path, config))])
+    assert result.exit_code == 0, result.output
+    store = Store(store_url)
+    sweep = store.get_sweep("compress")
+    assert sweep is not None
+    (trial,) = store.trials(sweep.id)
+    assert trial.state.value == "COMPLETED", trial.error
+    return store, trial
+
+
 def test_node_pruned_trial_is_trained_costed_and_measured_as_the_smaller_network(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     objectives = [{"emd1d_mean": "minimize"}, {"multiplications": "minimize"}, {"onnx_cpu_us": "minimize"}]
     config = waveform_sweep(sqlite_url, {"hidden0_keep": 10, "hidden1_keep": 0.25}, objectives)
-    result = runner.invoke(app, ["sweep", "launch", str(write(tmp_path / "c.yaml", config))])
-    assert result.exit_code == 0, result.output
-
-    store = Store(sqlite_url)
-    sweep = store.get_sweep("compress")
-    assert sweep is not None
-    (trial,) = store.trials(sweep.id)
-    assert trial.state.value == "COMPLETED", trial.error
+    store, trial = launch_one(tmp_path / "c.yaml", config, sqlite_url)
     cost = store.costs([trial.id])[trial.id]
     dense = [layer for layer in cost["layers"] if layer["class_name"] == "Dense"]
     assert [(d["n_in"], d["n_out"]) for d in dense] == [(48, 10), (10, 4), (4, 8)]
@@ -155,13 +161,7 @@ def test_staged_recipe_sweep_records_every_stage_epoch(tmp_path: Path, sqlite_ur
     )
     config.pop("epochs")
     config["stages"] = [{"train": 1}, {"prune": 1}, {"retrain": 1}, {"quantize": 1}, {"retrain": 1}]
-    result = runner.invoke(app, ["sweep", "launch", str(write(tmp_path / "staged.yaml", config))])
-    assert result.exit_code == 0, result.output
-    store = Store(sqlite_url)
-    sweep = store.get_sweep("compress")
-    assert sweep is not None
-    (trial,) = store.trials(sweep.id)
-    assert trial.state.value == "COMPLETED", trial.error
+    store, trial = launch_one(tmp_path / "staged.yaml", config, sqlite_url)
     assert [m["epoch"] for m in store.metrics(trial.id)] == [1, 2, 3, 4, 5]
     cost = store.costs([trial.id])[trial.id]
     assert cost["quantized"] and cost["totals"]["nonzero_params"] < 0.6 * cost["totals"]["params"]
@@ -202,13 +202,7 @@ def test_binary_and_ternary_mixed_precision_sweep_is_costed_at_its_widths(
 ) -> None:
     bits = {"quantize": True, "weight_bits": 1, "act_bits": 2, "output_bits": 4, "hidden1_weight_bits": 2}
     config = waveform_sweep(sqlite_url, bits, [{"emd1d_mean": "minimize"}, {"bops": "minimize"}], epochs=1)
-    result = runner.invoke(app, ["sweep", "launch", str(write(tmp_path / "bits.yaml", config))])
-    assert result.exit_code == 0, result.output
-    store = Store(sqlite_url)
-    sweep = store.get_sweep("compress")
-    assert sweep is not None
-    (trial,) = store.trials(sweep.id)
-    assert trial.state.value == "COMPLETED", trial.error
+    store, trial = launch_one(tmp_path / "bits.yaml", config, sqlite_url)
     layers = store.costs([trial.id])[trial.id]["layers"]
     dense = [layer for layer in layers if layer["class_name"] == "Dense"]
     assert [layer["weight_bits"] for layer in dense] == [2, 2, 2]  # binary and ternary: 2-bit types
