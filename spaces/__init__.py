@@ -6,7 +6,7 @@ from ._autoencoders import ConvAutoencoder, DenseAutoencoder
 from ._builtin import PRESET_NAMES, SPACE_NAMES, get_preset, get_space
 from ._constraints import Constraint
 from ._errors import Infeasible, SpaceError
-from ._families import FamilyBuilder, build_model, family_names, register_family
+from ._families import UNCOMPRESSED, FamilyBuilder, build_model, family_names, register_family
 from ._models import STAGES, Autoencoder, ModelInput
 from ._params import BoolParam, ChoiceParam, FloatParam, IntParam, Param
 from ._ranges import MODEL_KEY_RANGES, ValueRange, keep_problems, key_range, range_problems
@@ -17,6 +17,7 @@ __all__ = [
     "PRESET_NAMES",
     "SPACE_NAMES",
     "STAGES",
+    "UNCOMPRESSED",
     "Autoencoder",
     "BoolParam",
     "ChoiceParam",

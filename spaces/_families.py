@@ -15,6 +15,8 @@ from ._models import Autoencoder, ModelInput
 from ._nets import DENSE_NET_FAMILY, STRIP_FAMILY, DenseNet, StripCNN
 
 FamilyBuilder = Callable[[Mapping[str, Any], ModelInput], Autoencoder]
+# The compression keys at the values where every family builds the model uncompressed (their defaults).
+UNCOMPRESSED: Mapping[str, Any] = {"quantize": False, "sparsity": 0.0}
 
 _FAMILIES: dict[str, FamilyBuilder] = {}
 

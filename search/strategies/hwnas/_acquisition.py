@@ -210,10 +210,15 @@ class _Selection(_Modelling):
         features: np.ndarray,
         known_features: np.ndarray,
     ) -> list[_Candidate]:
-        """Greedy maximin: each pick is the candidate farthest from every known, pending and picked config."""
+        """Greedy maximin: each pick is the candidate farthest from every known, pending and picked config.
+        The ends of the pool's cost range count as known, so the first picks split the range inside instead
+        of going to its ends: the cheapest architectures are the ones that learn least, and the dearest the
+        slowest to train while adding least hypervolume on a log-cost axis."""
         width = math.sqrt(max(features.shape[1], 1))
         chosen: list[int] = []
-        used_costs, used_features = unit_known, known_features
+        k = unit_costs.shape[1]
+        used_costs = np.vstack([unit_known, np.zeros((1, k)), np.ones((1, k))])
+        used_features = known_features
         weight = _FEATURE_WEIGHT if unit_costs.shape[1] else 1.0
         for _ in range(min(n, len(pool))):
             score = weight * _min_distance(features, used_features) / width

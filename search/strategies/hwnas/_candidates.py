@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from search.strategies._base import Strategy, StrategyError
-from spaces import BoolParam, ChoiceParam, FloatParam, IntParam, Param
+from spaces import UNCOMPRESSED, BoolParam, ChoiceParam, FloatParam, IntParam, Param, SpaceError
 
 _REJECTION_LIMIT = 64  # consecutive oracle rejections without any accepted architecture: give up
 _FIRST_ASK_FACTOR = 8  # the first ask costs this many times cost_calls architectures
 _MUTATION_SHARE = 0.9  # new architectures once there is a front: mutations of its members, else draws
+_PIN_CHECKS = 3  # architectures on which a compression knob is priced on and off before it is pinned off
 
 
 @dataclass
@@ -59,6 +60,7 @@ class _Candidates(Strategy):
     _oracle_calls: int
     _rejected_in_a_row: int
     _rejections: Counter[str]
+    _pinned: dict[str, Any] | None  # compression knobs held uncompressed; None until the first pool decides
 
     # -- costs ---------------------------------------------------------------------------------------------
     def _arch_key(self, config: Mapping[str, Any]) -> str:
@@ -137,7 +139,8 @@ class _Candidates(Strategy):
     # -- the candidate pool --------------------------------------------------------------------------------
     def _complete(self, values: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any] | None:
         """A canonical feasible config keeping ``values`` where active and drawing the rest; None if
-        infeasible."""
+        infeasible. Pinned compression knobs take their pinned value."""
+        values = {**values, **(self._pinned or {})}
         done: dict[str, Any] = {}
         for param in self.space.evaluation_order:
             if all(c.parent in done and c.holds(done[c.parent]) for c in param.conditions):
@@ -179,7 +182,11 @@ class _Candidates(Strategy):
     def _mutate(
         self, config: Mapping[str, Any], rng: np.random.Generator, *, arch: bool
     ) -> dict[str, Any] | None:
-        names = [name for name in config if (name not in self._training) == arch]
+        names = [
+            name
+            for name in config
+            if (name not in self._training) == arch and name not in (self._pinned or {})
+        ]
         if not names:
             return None
         values = dict(config)
@@ -203,7 +210,51 @@ class _Candidates(Strategy):
         keep = ~_dominated_strictly(points)
         return [r for r, k in zip(good, keep, strict=True) if k]
 
+    def _pin_compression(self, rng: np.random.Generator) -> dict[str, Any]:
+        """The compression knobs (``spaces.UNCOMPRESSED``) that lower no cost objective, at their
+        uncompressed value. ``ops`` counts every weight, pruned or not, at any width: under it pruning and
+        quantization can only cost quality, and drawing them would spend most trials on damaged models (a
+        sparsity uniform in 0..0.9 collapses short runs). A knob is pinned when, on ``_PIN_CHECKS``
+        architectures priced with it on and off, switching it on lowered no cost objective."""
+        pinned: dict[str, Any] = {}
+        if not self.options["pin_compression"] or not self._cost_names:
+            return pinned
+        for name, off in UNCOMPRESSED.items():
+            if name not in self.space.names or name in self._training:
+                continue
+            param = self.space.param(name)
+            try:
+                param.coerce(off)
+            except SpaceError:  # the space leaves the uncompressed value out: the user wants compression
+                continue
+            on = _compressed(param, off)
+            checks = attempts = 0
+            lowers_a_cost = False
+            while checks < _PIN_CHECKS and attempts < 8 * _PIN_CHECKS and not lowers_a_cost:
+                attempts += 1
+                with_knob = self._complete({**pinned, name: on}, rng)
+                without = self._complete({**with_knob, name: off}, rng) if with_knob else None
+                if with_knob is None or without is None or with_knob.get(name) != on:
+                    continue
+                priced_on, priced_off = self._oracle(with_knob), self._oracle(without)
+                if isinstance(priced_on, str) or isinstance(priced_off, str):
+                    continue
+                checks += 1
+                lowers_a_cost = any(
+                    self._sign[c] * priced_on[c] < self._sign[c] * priced_off[c] * (1 - 1e-9)
+                    for c in self._cost_names
+                )
+            if checks == _PIN_CHECKS and not lowers_a_cost:
+                pinned[name] = off
+        return pinned
+
+    def _agrees_with_pins(self, arch_key: str) -> bool:
+        arch = self._arch_configs[arch_key]
+        return all(arch.get(name, value) == value for name, value in (self._pinned or {}).items())
+
     def _pool(self, rng: np.random.Generator, learning: bool, n: int) -> list[_Candidate]:
+        if self._pinned is None:
+            self._pinned = self._pin_compression(rng)
         pool: dict[str, _Candidate] = {}
 
         def offer(config: dict[str, Any] | None, *, may_cost: bool) -> bool:
@@ -250,13 +301,14 @@ class _Candidates(Strategy):
                         "relax the budgets or change the space"
                     )
             # Known architectures with fresh or perturbed training settings: priced without the oracle.
-            if self._archive:
+            archive = [key for key in self._archive if self._agrees_with_pins(key)]
+            if archive:
                 good = sorted(
                     (r for r in front),
                     key=lambda r: tuple(self._sign[q] * r.values[q] for q in self._quality_names),
                 )
                 for _ in range(self.options["n_candidates"]):
-                    arch = self._arch_configs[self._archive[int(rng.integers(0, len(self._archive)))]]
+                    arch = self._arch_configs[archive[int(rng.integers(0, len(archive)))]]
                     if good and rng.random() < 0.3:
                         donor = good[int(rng.integers(0, len(good)))].config
                         training = {k: v for k, v in donor.items() if k in self._training}
@@ -281,6 +333,17 @@ class _Candidates(Strategy):
                 if len(pool) >= 4 * n:
                     break
         return list(pool.values())
+
+
+def _compressed(param: Param, off: Any) -> Any:
+    """A value of compression knob ``param`` far from its uncompressed value ``off``."""
+    if isinstance(param, BoolParam):
+        return not off
+    domain = param.finite_domain()
+    if domain is not None:
+        return max(domain, key=lambda value: abs(float(value) - float(off)))
+    assert isinstance(param, FloatParam)
+    return param.high if abs(param.high - float(off)) >= abs(param.low - float(off)) else param.low
 
 
 def _config_key(canonical: Mapping[str, Any]) -> str:

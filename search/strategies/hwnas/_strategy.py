@@ -31,12 +31,13 @@ class HwnasStrategy(_Selection):
 
     name = "hwnas"
     options_allowed: ClassVar[Mapping[str, _Option]] = {
-        "n_initial": _Option(10, int, minimum=2),
+        "n_initial": _Option(6, int, minimum=2),
         "n_candidates": _Option(256, int, minimum=8),
-        "cost_calls": _Option(1, int, minimum=1),
+        "cost_calls": _Option(4, int, minimum=1),
         "model": _Option("rf", str, choices=MODELS),
         "trees": _Option(None, int, minimum=4, optional=True),
         "training_params": _Option(None, list, optional=True),
+        "pin_compression": _Option(True, bool),
     }
 
     def _setup(self) -> None:
@@ -74,6 +75,7 @@ class HwnasStrategy(_Selection):
         self._oracle_calls = 0
         self._rejected_in_a_row = 0
         self._rejections = Counter()
+        self._pinned = None
         self._next_key = 0
         self._asks = 0
         self._model = None
@@ -171,6 +173,7 @@ class HwnasStrategy(_Selection):
             "architectures_costed": len(self._arch_costs),
             "architectures_rejected": sum(isinstance(v, str) for v in self._arch_costs.values())
             + len(self._banned),
+            "pinned_compression": dict(self._pinned or {}),
             "cost_objectives": list(self._cost_names),
             "quality_objectives": list(self._quality_names),
         }

@@ -7,7 +7,7 @@ import json
 import pytest
 from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run, toy_ops, toy_quality
 
-from search._types import Completed, Rejected
+from search._types import Completed, Objective, Rejected
 from search.strategies import StrategyError, make_strategy
 from search.strategies.hwnas._candidates import _config_key
 from spaces import Space
@@ -85,3 +85,62 @@ def test_configs_the_oracle_rejects_are_never_proposed() -> None:
     history = run(strategy, TOY, asks=20)
     assert all(toy_ops(c) <= 3000 for c, _ in history)
     assert strategy.state_dict()["architectures_rejected"] > 0
+
+
+# -- compression knobs that lower no cost objective are pinned off ------------------------------------------
+def _compressible(sparsity_low: float = 0.0) -> Space:
+    parameters = dict(TOY.to_dict()["parameters"])
+    parameters["quantize"] = {"type": "bool"}
+    parameters["sparsity"] = {"type": "float", "low": sparsity_low, "high": 0.9}
+    return Space.from_dict({"name": "compressible", "parameters": parameters})
+
+
+def _pinning_run(
+    objective: str, space: Space, **options: object
+) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """Proposals of 12 asks under (emd_mean, ``objective``): ops ignores both knobs, bops falls with them."""
+
+    def oracle(config: dict[str, object]) -> dict[str, float]:
+        ops = toy_ops(config)
+        kept = 1.0 - float(config["sparsity"])  # type: ignore[arg-type]
+        return {"ops": ops, "bops": ops * kept * (0.25 if config["quantize"] else 1.0)}
+
+    objectives = (OBJECTIVES[0], Objective(objective))
+    strategy = make_strategy(
+        "hwnas", space, objectives, seed=3, options={"n_initial": 4, **options}, costs=oracle
+    )
+    proposals = []
+    for _ in range(12):
+        (proposal,) = strategy.ask(1)
+        config = proposal.config
+        proposals.append(config)
+        values = {"emd_mean": toy_quality(config) + float(config["sparsity"]), **oracle(config)}
+        strategy.tell(proposal.key, Completed({k: values[k] for k in ("emd_mean", objective)}))
+    return proposals, strategy.state_dict()["pinned_compression"]
+
+
+def test_compression_that_lowers_no_cost_is_pinned_off() -> None:
+    proposals, pinned = _pinning_run("ops", _compressible())
+    assert pinned == {"quantize": False, "sparsity": 0.0}
+    assert all(c["sparsity"] == 0.0 and c["quantize"] is False for c in proposals)
+    assert len({_config_key(c) for c in proposals}) == 12
+
+
+def test_compression_that_lowers_a_cost_stays_searched() -> None:
+    proposals, pinned = _pinning_run("bops", _compressible())
+    assert pinned == {}
+    assert any(c["sparsity"] > 0.0 for c in proposals)
+    assert {c["quantize"] for c in proposals} == {True, False}
+
+
+@pytest.mark.parametrize(
+    ("space", "options"),
+    [(_compressible(), {"pin_compression": False}), (_compressible(sparsity_low=0.1), {})],
+    ids=["option off", "space without the uncompressed value"],
+)
+def test_compression_is_searched_when_pinning_is_off_or_impossible(
+    space: Space, options: dict[str, object]
+) -> None:
+    proposals, pinned = _pinning_run("ops", space, **options)
+    assert "sparsity" not in pinned
+    assert any(c["sparsity"] > 0.1 for c in proposals)

@@ -110,7 +110,9 @@ def test_econt_with_the_real_cost_oracle() -> None:
         return costs_of(config)
 
     objectives = (Objective("emd_mean"), Objective("bops"))
-    strategy = make_strategy("hwnas", space, objectives, seed=0, options={"n_initial": 3}, costs=oracle)
+    strategy = make_strategy(
+        "hwnas", space, objectives, seed=0, options={"n_initial": 3, "cost_calls": 1}, costs=oracle
+    )
     proposed = []
     for _ in range(6):
         (proposal,) = strategy.ask(1)
@@ -128,5 +130,8 @@ def test_econt_with_the_real_cost_oracle() -> None:
         json.dumps({k: v for k, v in c.items() if k not in training}, sort_keys=True) for c in calls
     ]
     assert len(architectures) == len(set(architectures)) == strategy.state_dict()["oracle_calls"]
-    # Bounded cost calls: 8 on the first ask, then 1 per ask (plus retries only while nothing is accepted).
-    assert len(calls) <= 8 + 5 + 2
+    # Bounded cost calls: 8 on the first ask, then 1 per ask (plus retries only while nothing is accepted),
+    # and the compression check: quantize priced on and off once (its bits lower bops), sparsity on 3
+    # architectures (this oracle prices the unpruned model, so pruning lowers no cost and is pinned off).
+    assert len(calls) <= 8 + 5 + 2 + 2 + 6
+    assert strategy.state_dict()["pinned_compression"] == {"sparsity": 0.0}
