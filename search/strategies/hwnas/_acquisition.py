@@ -1,7 +1,7 @@
 """Step 3: the acquisition, expected hypervolume improvement (EHVI) over the observed front.
 
 The EHVI mathematics (exact for one quality objective, Monte-Carlo for several), the dominance rule (never
-propose a candidate whose known cost and predicted quality a front member weakly dominates) and the greedy
+propose a candidate whose known cost and predicted quality a front member's weakly dominate) and the greedy
 batch selection ("kriging believer"; space-filling while there is no model). :class:`_Selection` is the
 layer of :class:`HwnasStrategy` that picks the proposals of an ask from its candidate pool.
 """
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from search.strategies.hwnas._candidates import _Candidate
+from search.strategies.hwnas._candidates import _Candidate, _Record
 from search.strategies.hwnas._models import QualityModel, _Modelling
 
 log = logging.getLogger(__name__)
@@ -291,11 +291,17 @@ class _Selection(_Modelling):
         unit_c = (costs - low[:k]) / scale[:k]
         unit_mean = (mean - low[k:]) / scale[k:]
         unit_std = std / scale[k:]
-        # Never propose a config whose cost and predicted quality an observed front member weakly dominates.
+        # Never propose a config whose cost and predicted quality a front member's cost and predicted
+        # quality weakly dominate. Model against model: a front member's observed quality is the luckier
+        # of the noisy draws (that is how it got on the front), and a regressor's mean for a new config
+        # is pulled towards the average, so measured against the observed values nearly every candidate
+        # between front members would be closed and only the ones cheaper than the whole front stay open.
         # Without a known cost axis the rule would read "never propose below the best mean", which a forest
         # (whose means stay inside the observed range) nearly always meets: there the EHVI alone decides.
         if k:
-            dominated = _dominated_by(np.hstack([unit_c, unit_mean]), unit_front)
+            dominated = _dominated_by(
+                np.hstack([unit_c, unit_mean]), self._predicted_front(front, model, low, scale)
+            )
         else:
             dominated = np.zeros(len(pool), dtype=bool)
         chosen: list[int] = []
@@ -336,6 +342,21 @@ class _Selection(_Modelling):
             used_features = np.vstack([used_features, features[best : best + 1]])
             extra = np.vstack([extra, np.hstack([unit_c[best], unit_mean[best]])[None, :]])
         return [pool[i] for i in chosen]
+
+    def _predicted_front(
+        self, front: list[_Record], model: QualityModel | None, low: np.ndarray, scale: np.ndarray
+    ) -> np.ndarray:
+        """The front members at their known costs and their predicted qualities (the told ones without a
+        model), normalised as the candidates are."""
+        k = len(self._cost_names)
+        costs = np.array([self._transform_costs(r.values) for r in front]).reshape(len(front), k)
+        if model is None:
+            qualities = np.array(
+                [[self._sign[name] * r.values[name] for name in self._quality_names] for r in front]
+            ).reshape(len(front), len(self._quality_names))
+        else:
+            qualities = model.predict(np.hstack([self._encode_known([r.config for r in front]), costs]))[0]
+        return (np.hstack([costs, qualities]) - low) / scale
 
     def _acquisition(
         self,

@@ -52,6 +52,22 @@ class ConstantModel(QualityModel):
         return np.full((len(features), 1), self.mean), np.full((len(features), 1), self.std)
 
 
+class ByCostModel(QualityModel):
+    """Predicts quality by ops (the features' last column is log10(1 + ops)): the value of the first bound
+    the config's ops do not exceed."""
+
+    def __init__(self, by_bound: dict[float, float], std: float) -> None:
+        super().__init__("rf", 0, 4)
+        self.by_bound, self.std = by_bound, std
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ops = 10 ** features[:, -1] - 1
+        mean = [
+            next(v for bound, v in sorted(self.by_bound.items()) if value <= bound + 0.5) for value in ops
+        ]
+        return np.array(mean)[:, None], np.full((len(features), 1), self.std)
+
+
 def test_selection_never_proposes_a_config_whose_cost_a_front_member_dominates_at_equal_quality() -> None:
     strategy = hwnas(seed=1, n_initial=2)
     front_configs = [
@@ -95,10 +111,16 @@ def test_selection_never_proposes_a_config_whose_cost_a_front_member_dominates_a
     costs = np.log10(1 + ops)[:, None]
     gains = exact_ehvi(costs, np.full(len(pool), 1.0), np.full(len(pool), 0.3), front, np.array([4.0, 1.2]))
     assert np.all(gains[(ops >= 256) & (ops < 4096)] > 0)
-    # Predicted 0.5 = the dear member's quality: dearer candidates are dominated, the ones between are not.
-    chosen = strategy._select(pool, len(pool), ConstantModel(0.5, 0.3))
+    # The front members are judged at their predicted quality too: a model rating the configs between the
+    # members at 0.4 and everything from 4,096 ops at 0.5 closes only the dearer ones (the member at 4,096
+    # ops, predicted 0.5, dominates them), although the observed 0.5 of that member would close none.
+    chosen = strategy._select(pool, len(pool), ByCostModel({256: 1.0, 4095: 0.4, math.inf: 0.5}, 0.3))
     assert all(toy_ops(c.config) < 4096 for c in chosen)
     assert any(256 <= toy_ops(c.config) < 4096 for c in chosen)
+    # A model that rates every config below the dear member's observed 0.5 but no better than the members'
+    # own predictions closes every candidate that costs as much as a member.
+    chosen = strategy._select(pool, len(pool), ConstantModel(0.3, 0.3))
+    assert {toy_ops(c.config) for c in chosen} == set(ops[ops < 256])
 
 
 def test_ties_go_to_the_candidate_farthest_along_the_cost_axis() -> None:
@@ -117,7 +139,7 @@ def test_ties_go_to_the_candidate_farthest_along_the_cost_axis() -> None:
     assert [toy_ops(c.config) for c in chosen] == [64.0, 1024.0]  # the cheapest, then the middle
 
 
-def test_every_proposal_of_a_sweep_is_undominated_at_its_predicted_quality() -> None:
+def test_every_proposal_of_a_sweep_is_undominated_at_the_predicted_qualities() -> None:
     strategy = hwnas(seed=2, n_initial=6)
     checked = 0
     for _ in range(24):
@@ -129,7 +151,9 @@ def test_every_proposal_of_a_sweep_is_undominated_at_its_predicted_quality() -> 
             mean = float(model.predict(features)[0][0, 0])
             for record in strategy._front_records():
                 front_cost = strategy._transform_costs(record.values)
-                dominated = np.all(front_cost <= costs) and record.values["emd_mean"] <= mean
+                front_features = np.hstack([strategy._encoder.encode([record.config]), front_cost[None, :]])
+                front_mean = float(model.predict(front_features)[0][0, 0])
+                dominated = np.all(front_cost <= costs) and front_mean <= mean
                 assert not dominated or strategy.state_dict()["dominated_explorations"] > 0
             checked += 1
         config = proposal.config

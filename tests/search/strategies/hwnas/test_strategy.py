@@ -90,6 +90,8 @@ def test_finds_a_better_front_than_random_search() -> None:
 
 @pytest.mark.slow
 def test_econt_with_the_real_cost_oracle() -> None:
+    import torch
+
     from hw_models import HWError, HWSettings, estimate
     from objectives import get_task
     from spaces import get_space
@@ -97,6 +99,8 @@ def test_econt_with_the_real_cost_oracle() -> None:
     space, task = get_space("econt"), get_task("econt")
 
     def costs_of(config: Mapping[str, Any]) -> dict[str, float] | str:
+        # Seeded: weights a low-bit quantizer rounds to zero lower bops, and they depend on the init.
+        torch.manual_seed(0)
         try:
             report = estimate(task.on_chip(task.build_model(config)), task.input_shape, HWSettings())
         except HWError as exc:
