@@ -30,17 +30,28 @@ learning over a pool, with exact cost axes). Each ``ask``:
    front splits cost space into cells with a known quality threshold, and the EHVI is the sum over the cells
    the candidate dominates of cell volume times the expected improvement below the threshold. For several
    quality objectives it is a Monte-Carlo estimate (32 common random draws, hypervolumes by ``moocore``).
-   Candidates whose known cost is weakly dominated by an observed front member with an equal or better
-   quality than the candidate's predicted mean are never proposed (with at least one cost objective). Ties
+   Candidates whose known cost and predicted mean a front member's known cost and predicted mean weakly
+   dominate are never proposed (with at least one cost objective): model against model, since a front
+   member's observed quality is the lucky one of its noisy draws and a new config's prediction is pulled
+   towards the average, which would close every candidate between front members. Ties
    (e.g. no improvement expected anywhere) go to the candidate farthest along the cost axes from every
    known and pending config. A batch
    (``ask(n)`` with n > 1, and proposals still pending) is chosen greedily, each pick entering the front at
    its predicted mean ("kriging believer"), so a batch spreads instead of piling up.
 
+**Compression that buys no cost is not searched.** On the first ask, each compression knob of
+``spaces.UNCOMPRESSED`` (``quantize``, ``sparsity``) is priced on and off on 3 architectures; if switching
+it on lowered no cost objective (``ops`` counts every weight at any width, pruned or not), it is pinned to
+its uncompressed value for the sweep: under such objectives compression can only cost quality, and a
+sparsity drawn in 0..0.9 collapses most short runs. Under ``bops``, ``model_kb`` or ``nonzero_params`` the
+knobs lower a cost and stay searched. ``pin_compression: false`` searches them anyway; a space whose domain
+leaves out the uncompressed value keeps them too. ``state_dict()["pinned_compression"]`` shows the pins.
+
 Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones are quality
 data too; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
 proposals are space-filling: the candidate farthest, in normalised log-cost (plus a quarter weight of config
-distance), from every known config, which stratifies the first trials along the cost axes. With a reference
+distance), from every known config and from the two ends of the pool's cost range, which stratifies the
+first trials inside the cost range (its cheapest end learns least, its dearest trains slowest). With a reference
 point, candidates whose exact cost is at or past it on a cost axis (they can add no hypervolume) leave the
 pool first, unless none is inside. When the undominated candidates run out within a batch, the batch is cut
 short (the next ask draws a new pool). Only if every candidate of an ask is dominated (the model expects no
