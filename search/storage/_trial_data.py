@@ -38,8 +38,11 @@ class TrialData:
 
     @staticmethod
     def _require_trial(session: Session, trial_id: int) -> None:
-        """An unknown id is a StoreError, not the foreign-key IntegrityError an insert would raise."""
-        if session.get(TrialRow, trial_id) is None:
+        """An unknown id is a StoreError, not the foreign-key IntegrityError an insert would raise. The
+        trial's row stays locked until the write commits (PostgreSQL; SQLite has one writer anyway): two
+        attempts of one trial reporting at once then replace each other's rows in turn instead of both
+        deleting nothing and colliding on the unique keys."""
+        if session.get(TrialRow, trial_id, with_for_update=True) is None:
             raise StoreError(f"no trial with id {trial_id}")
 
     def record_metrics(self, trial_id: int, epoch: int, metrics: Mapping[str, float]) -> None:

@@ -9,6 +9,7 @@ stamps still go through the database and are compared there.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -405,3 +406,41 @@ def test_metrics_of_an_epoch_reported_again_replace_the_old_ones(
     store.record_metrics(trial, 1, {"val_loss": 2.0, "train_loss": 3.0})
     store.record_metrics(trial, 1, {"val_loss": 1.5})  # a retried attempt (or a late worker) reports again
     assert store.metrics(trial) == [{"epoch": 1, "val_loss": 1.5, "train_loss": 3.0}]
+
+
+@pytest.mark.parametrize("write", ["record_cost", "record_metrics"])
+def test_two_attempts_writing_one_trials_data_at_once_leave_one_copy(
+    store: Store, new_sweep: Callable[..., int], write: str
+) -> None:
+    """A worker thought dead and its retry may report the same trial together: both writes succeed and
+    one copy stays (each replaces the other's rows instead of colliding on the unique keys)."""
+    sweep = new_sweep()
+    trials = [_running(store, sweep) for _ in range(10)]
+    errors: list[BaseException] = []
+
+    def attempt(trial: int, barrier: threading.Barrier, value: float) -> None:
+        barrier.wait()
+        try:
+            if write == "record_cost":
+                store.record_cost(trial, _report("v1", value, ["fc1"]))
+            else:
+                store.record_metrics(trial, 1, {"loss": value})
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    for trial in trials:
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=attempt, args=(trial, barrier, v)) for v in (1.0, 2.0)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    if write == "record_cost":
+        assert sorted(store.costs(trials)) == trials
+    else:
+        assert all(len(store.metrics(trial)) == 1 for trial in trials)
+    table = "hw_costs" if write == "record_cost" else "trial_metrics"
+    with store.engine.connect() as conn:
+        count = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar()
+    assert count == len(trials)
