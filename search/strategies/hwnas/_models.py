@@ -160,8 +160,8 @@ class _Modelling(_Candidates):
         ]
         if len(finished) < self.options["n_initial"]:
             return ""  # still in the initial phase: not a problem worth a warning
-        # Failed and pruned trials are data too (bad quality): with ASHA most trials end pruned, and
-        # waiting for n_initial completed ones would keep a short sweep space-filling to its end.
+        # Failed and pruned trials count as finished: with ASHA most trials end pruned, and waiting for
+        # n_initial completed ones would keep a short sweep space-filling to its end.
         needed = min(_MIN_COMPLETED, self.options["n_initial"])
         if len(good) < needed:
             return (
@@ -171,7 +171,12 @@ class _Modelling(_Candidates):
         completed = np.array([[self._sign[q] * r.values[q] for q in self._quality_names] for r in good])
         worst = completed.max(axis=0)
         configs, costs, targets = [], [], []
-        for record in finished:
+        # Failed trials are quality data (bad: the model learns to avoid their region); pruned ones are
+        # not. Their partial values come from an early rung, and there ECON-T models still sit on the
+        # constant-output plateau they leave later (benchmarks/collapse.txt): fed as targets, a pruned
+        # D64 -> L12 encoder read as EMD 5.9 while its completed twins scored 1.1-1.3, and with ASHA
+        # cutting about half the trials the model rated every architecture alike.
+        for record in (r for r in finished if r.kind != "pruned"):
             row = self._record_costs(record)
             if row is None:
                 continue

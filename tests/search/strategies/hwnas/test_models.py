@@ -56,7 +56,7 @@ def test_a_model_that_cannot_be_fitted_falls_back_with_a_warning(
     assert "fitting the rf quality model failed: singular" in caplog.text
 
 
-def test_failed_and_pruned_trials_count_as_bad_quality() -> None:
+def test_failed_trials_count_as_bad_quality_and_pruned_ones_as_no_quality_data() -> None:
     strategy = hwnas(n_initial=2)
     good = {"n_layers": 1, "width0": 8, "bits": 4, "lr": 3e-3}
     other = {"n_layers": 1, "width0": 16, "bits": 4, "lr": 3e-3}
@@ -69,8 +69,20 @@ def test_failed_and_pruned_trials_count_as_bad_quality() -> None:
     assert not isinstance(data, str)
     configs, _, targets = data
     targets_by = {(c["width0"], c["lr"]): t[0] for c, t in zip(configs, targets, strict=True)}
-    # Failed = the worst completed quality, pruned = its partial value; rejected is no quality data.
-    assert targets_by == {(8, 3e-3): 1.0, (16, 3e-3): 2.0, (8, 0.09): 2.0, (8, 0.05): 1.7}
+    # Failed = the worst completed quality; a pruned trial's partial value (an early rung's) and a
+    # rejected trial are no quality data.
+    assert targets_by == {(8, 3e-3): 1.0, (16, 3e-3): 2.0, (8, 0.09): 2.0}
+
+
+def test_pruned_trials_count_towards_the_initial_phase() -> None:
+    strategy = hwnas(n_initial=4)
+    for width in (2, 4, 8):
+        config = {"n_layers": 1, "width0": width, "bits": 4, "lr": 3e-3}
+        strategy.observe(config, Completed({"emd_mean": 1.0 / width, "ops": toy_ops(config)}))
+    assert isinstance(strategy._training_data(), str)  # 3 finished < n_initial
+    strategy.observe({"n_layers": 1, "width0": 16, "bits": 4, "lr": 3e-3}, Pruned({"emd_mean": 9.0}, 2))
+    data = strategy._training_data()
+    assert not isinstance(data, str) and len(data[0]) == 3
 
 
 def test_gp_model_and_several_quality_objectives() -> None:
