@@ -47,8 +47,8 @@ sparsity drawn in 0..0.9 collapses most short runs. Under ``bops``, ``model_kb``
 knobs lower a cost and stay searched. ``pin_compression: false`` searches them anyway; a space whose domain
 leaves out the uncompressed value keeps them too. ``state_dict()["pinned_compression"]`` shows the pins.
 
-Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones are quality
-data too; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
+Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones count as
+finished; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
 proposals are space-filling: the candidate farthest, in normalised log-cost (plus a quarter weight of config
 distance), from every known config and from the two ends of the pool's cost range, which stratifies the
 first trials inside the cost range (its cheapest end learns least, its dearest trains slowest). With a reference
@@ -75,9 +75,10 @@ Outcome        hwnas
 =============  ==============================================================================================
 Completed      enters the quality model and the front (finite values); a quality of ±inf (diverged) is
                treated as Failed.
-Pruned         enters the quality model with its partial quality (training was cut short because it ranked
-               badly, so the partial value is a pessimistic estimate), or as Failed without one; never the
-               front (partial fidelity).
+Pruned         counts as finished for ``n_initial`` and is never proposed again, but is no quality data and
+               never enters the front: its partial value is an early rung's, where ECON-T models still sit
+               on the constant-output plateau they leave later (fed as targets, these made the model rate
+               every architecture alike).
 Failed         enters the quality model with the worst completed quality of each objective: a collapsed or
                crashed config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
 Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its
