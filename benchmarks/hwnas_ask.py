@@ -8,7 +8,7 @@ lr with noise, a fifth of the trials told as Failed, like collapsed runs) and ``
 observes OBSERVED finished trials (a resume), then ASKS proposals are asked one at a time and told. The
 target (issue 13): the driver overhead of the strategy at most 5 % of a 10-epoch trial (7-15 s here), i.e.
 well under 0.3 s per ask on average. The oracle's share is reported apart: it is ~50-200 ms per new
-architecture, one per ask by default (``cost_calls``), more on the first ask.
+architecture, up to four per ask by default (``cost_calls``), more on the first ask.
 """
 
 from __future__ import annotations
