@@ -107,10 +107,20 @@ def _pool_eval(args: tuple[dict[str, Any], int, int, int | None, str]) -> Any:
 
 
 # -- arms ---------------------------------------------------------------------------------------------------
+def worker_idle(trials: Sequence[Any], workers: int = 2) -> float:
+    """Share of the workers' time between the first start and the last finish spent outside any trial: the
+    driver's overhead (asks, store writes, hand-over) as the workers see it."""
+    spans = [(t.started_at, t.finished_at) for t in trials if t.started_at and t.finished_at]
+    wall = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
+    busy = sum((end - start).total_seconds() for start, end in spans)
+    return 1.0 - busy / (workers * wall)
+
+
 def run_hwnas(
     seed: int, minutes: float, cost: str, tmp: Path
-) -> list[tuple[dict[str, Any], float, float, float]]:
-    """Runs the CLI; returns (config, emd, cost, finished seconds after the start) of completed trials."""
+) -> tuple[list[tuple[dict[str, Any], float, float, float]], float]:
+    """Runs the CLI; returns (config, emd, cost, finished seconds after the start) of completed trials, and
+    the workers' idle share (`worker_idle`)."""
     store = f"sqlite:///{tmp / f'hwnas-{seed}.db'}"
     path = tmp / f"hwnas-{seed}.yaml"
     path.write_text(yaml.safe_dump(hwnas_config(f"real-{seed}", seed, minutes, cost, store)))
@@ -129,7 +139,7 @@ def run_hwnas(
     trials = db.trials(sweep.id)
     start = min(t.started_at for t in trials if t.started_at is not None)
     # What the sweep reports: each completed trial at the mean of its evaluations (with its replicates).
-    return [
+    rows = [
         (
             group[0].params,
             float(np.mean([t.results["emd_mean"] for t in group])),
@@ -138,6 +148,7 @@ def run_hwnas(
         )
         for group in evaluations(trials).values()
     ]
+    return rows, worker_idle(trials)
 
 
 def run_optuna(
@@ -158,6 +169,7 @@ def run_optuna(
     if sampler is None:
         study.sampler = optuna.samplers.TPESampler(seed=seed)  # the default sampler, seeded
     reference = space.validate(get_preset("econt_baseline"))
+    assert isinstance(reference, dict)
     study.enqueue_trial(reference)
     started = time.monotonic()
     rows: list[tuple[dict[str, Any], float, float, float]] = []
@@ -239,6 +251,7 @@ def main() -> None:
     from spaces import get_preset, get_space
 
     reference = get_space("econt").validate(get_preset("econt_baseline"))
+    assert isinstance(reference, dict)
     lines = [
         f"# benchmarks/search_real.py, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start, Python {platform.python_version()}",
@@ -256,8 +269,10 @@ def main() -> None:
         for seed in args.seeds:
             for arm in args.arms:
                 began = time.monotonic()
+                idle = ""
                 if arm == "hwnas":
-                    rows = run_hwnas(seed, args.minutes, args.cost, Path(tmp))
+                    rows, idle_share = run_hwnas(seed, args.minutes, args.cost, Path(tmp))
+                    idle = f"  workers idle {idle_share:.1%}"
                 else:
                     rows = run_optuna(seed, args.minutes, args.cost, "random" if arm == "random" else "tpe")
                 wall = time.monotonic() - began
@@ -285,6 +300,7 @@ def main() -> None:
                     f"seed {seed} {arm:7s} wall {wall:5.0f} s  completed {len(rows):3d}  EMD>5 {collapsed:3d}  "
                     f"front {len(front):2d}  HV single {summary[arm]['single'][-1]:.3f}  confirmed {hv_confirmed:.3f}"
                     + (f"  best<=6544ops {best[1]:.3f}±{best[2]:.3f} at {best[3]:.0f}" if best else "")
+                    + idle
                 )
                 for config, mean, std, cost_value in sorted(confirmed, key=lambda c: c[3]):
                     lines.append(
