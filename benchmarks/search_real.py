@@ -111,9 +111,11 @@ def worker_idle(trials: Sequence[Any], workers: int = 2) -> float:
     """Share of the workers' time between the first start and the last finish spent outside any trial: the
     driver's overhead (asks, store writes, hand-over) as the workers see it."""
     spans = [(t.started_at, t.finished_at) for t in trials if t.started_at and t.finished_at]
+    if not spans:
+        return math.nan
     wall = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
     busy = sum((end - start).total_seconds() for start, end in spans)
-    return 1.0 - busy / (workers * wall)
+    return 1.0 - busy / (workers * wall) if wall > 0 else math.nan
 
 
 def run_hwnas(

@@ -40,12 +40,15 @@ learning over a pool, with exact cost axes). Each ``ask``:
    its predicted mean ("kriging believer"), so a batch spreads instead of piling up.
 
 **Compression that buys no cost is not searched.** On the first ask, each compression knob of
-``spaces.UNCOMPRESSED`` (``quantize``, ``sparsity``) is priced on and off on 3 architectures; if switching
-it on lowered no cost objective (``ops`` counts every weight at any width, pruned or not), it is pinned to
-its uncompressed value for the sweep: under such objectives compression can only cost quality, and a
-sparsity drawn in 0..0.9 collapses most short runs. Under ``bops``, ``model_kb`` or ``nonzero_params`` the
-knobs lower a cost and stay searched. ``pin_compression: false`` searches them anyway; a space whose domain
-leaves out the uncompressed value keeps them too. ``state_dict()["pinned_compression"]`` shows the pins.
+``spaces.UNCOMPRESSED`` (``quantize``, ``sparsity``) is priced on and off on 3 architectures (at most 48
+oracle calls per knob, on top of the ask's own, and not counted towards the rejection limit); if switching
+it on lowered no cost objective and never turned a rejected architecture into an accepted one (``ops``
+counts every weight at any width, pruned or not), it is pinned to its uncompressed value for the sweep:
+under such objectives compression can only cost quality, and a sparsity drawn in 0..0.9 collapses most
+short runs. Under ``bops``, ``model_kb`` or ``nonzero_params`` the knobs lower a cost and stay searched.
+``pin_compression: false`` searches them anyway; they are searched too when the space's domain leaves out
+the uncompressed value, when they are listed in ``training_params``, and when a conditional knob is active in
+fewer than 3 of 24 draws. ``state_dict()["pinned_compression"]`` shows the pins (None before the first ask).
 
 Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones count as
 finished; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
@@ -89,8 +92,8 @@ Rejected       never trained, not quality data. Its config is never proposed aga
 
 Resume: ``observe`` records the trial exactly as ``tell`` would (model data, front, dedup set), so after a
 resume no observed config is proposed again. A completed trial's told costs become its architecture's
-cached cost (no oracle call); an architecture known only from failed or pruned trials is priced by the
-oracle when the model is first fitted.
+cached cost (no oracle call); an architecture known only from failed trials is priced by the oracle when
+the model is first fitted (pruned trials are no model data).
 
 The package follows these steps, one module each: ``_features`` (config encoding), ``_models`` (the quality
 model and its training data), ``_candidates`` (cost cache, candidate pool, mutations), ``_acquisition``

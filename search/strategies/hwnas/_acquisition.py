@@ -355,7 +355,12 @@ class _Selection(_Modelling):
                 [[self._sign[name] * r.values[name] for name in self._quality_names] for r in front]
             ).reshape(len(front), len(self._quality_names))
         else:
-            qualities = model.predict(np.hstack([self._encode_known([r.config for r in front]), costs]))[0]
+            # The model's cost features are the ones it was fitted on (the oracle's, else the told ones).
+            fitted = [self._record_costs(r) for r in front]
+            features = np.array([c if c is not None else t for c, t in zip(fitted, costs, strict=True)])
+            qualities = model.predict(
+                np.hstack([self._encode_known([r.config for r in front]), features.reshape(len(front), k)])
+            )[0]
         return (np.hstack([costs, qualities]) - low) / scale
 
     def _acquisition(

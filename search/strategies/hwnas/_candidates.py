@@ -215,37 +215,43 @@ class _Candidates(Strategy):
         uncompressed value. ``ops`` counts every weight, pruned or not, at any width: under it pruning and
         quantization can only cost quality, and drawing them would spend most trials on damaged models (a
         sparsity uniform in 0..0.9 collapses short runs). A knob is pinned when, on ``_PIN_CHECKS``
-        architectures priced with it on and off, switching it on lowered no cost objective."""
+        architectures priced with it on and off, switching it on lowered no cost objective and never let an
+        architecture the budgets reject pass. These calls do not count towards the rejection limit."""
         pinned: dict[str, Any] = {}
         if not self.options["pin_compression"] or not self._cost_names:
             return pinned
-        for name, off in UNCOMPRESSED.items():
+        rejected_in_a_row = self._rejected_in_a_row
+        for name, uncompressed in UNCOMPRESSED.items():
             if name not in self.space.names or name in self._training:
                 continue
             param = self.space.param(name)
             try:
-                param.coerce(off)
+                off = param.coerce(uncompressed)  # canonical (an integer sparsity pins 0, not 0.0)
             except SpaceError:  # the space leaves the uncompressed value out: the user wants compression
                 continue
             on = _compressed(param, off)
+            if on is None:
+                continue
             checks = attempts = 0
-            lowers_a_cost = False
-            while checks < _PIN_CHECKS and attempts < 8 * _PIN_CHECKS and not lowers_a_cost:
+            pays = False
+            while checks < _PIN_CHECKS and attempts < 8 * _PIN_CHECKS and not pays:
                 attempts += 1
                 with_knob = self._complete({**pinned, name: on}, rng)
-                without = self._complete({**with_knob, name: off}, rng) if with_knob else None
-                if with_knob is None or without is None or with_knob.get(name) != on:
+                if with_knob is None or with_knob.get(name) != on:
                     continue
-                priced_on, priced_off = self._oracle(with_knob), self._oracle(without)
-                if isinstance(priced_on, str) or isinstance(priced_off, str):
+                priced_on = self._oracle(with_knob)
+                without = self._complete({**with_knob, name: off}, rng)
+                if isinstance(priced_on, str) or without is None:
                     continue
+                priced_off = self._oracle(without)
                 checks += 1
-                lowers_a_cost = any(
-                    self._sign[c] * priced_on[c] < self._sign[c] * priced_off[c] * (1 - 1e-9)
+                pays = isinstance(priced_off, str) or any(
+                    self._sign[c] * (priced_on[c] - priced_off[c]) < -1e-9 * max(abs(priced_off[c]), 1e-300)
                     for c in self._cost_names
                 )
-            if checks == _PIN_CHECKS and not lowers_a_cost:
+            if checks == _PIN_CHECKS and not pays:
                 pinned[name] = off
+        self._rejected_in_a_row = rejected_in_a_row
         return pinned
 
     def _agrees_with_pins(self, arch_key: str) -> bool:
@@ -253,6 +259,7 @@ class _Candidates(Strategy):
         return all(arch.get(name, value) == value for name, value in (self._pinned or {}).items())
 
     def _pool(self, rng: np.random.Generator, learning: bool, n: int) -> list[_Candidate]:
+        first = not self._archive  # before the pin checks add their architectures to it
         if self._pinned is None:
             self._pinned = self._pin_compression(rng)
         pool: dict[str, _Candidate] = {}
@@ -281,7 +288,7 @@ class _Candidates(Strategy):
         front = self._front_records() if learning else []
         # New architectures: mutations of front members first, then random draws.
         if self._cost_names:
-            budget = self.options["cost_calls"] * (_FIRST_ASK_FACTOR if not self._archive else 1)
+            budget = self.options["cost_calls"] * (_FIRST_ASK_FACTOR if first else 1)
             calls = attempts = 0
             while attempts < 50 * budget and (calls < budget or not self._archive):
                 attempts += 1
@@ -336,14 +343,18 @@ class _Candidates(Strategy):
 
 
 def _compressed(param: Param, off: Any) -> Any:
-    """A value of compression knob ``param`` far from its uncompressed value ``off``."""
+    """A value of compression knob ``param`` far from its uncompressed value ``off``; None if its domain
+    has no other number."""
     if isinstance(param, BoolParam):
         return not off
-    domain = param.finite_domain()
-    if domain is not None:
-        return max(domain, key=lambda value: abs(float(value) - float(off)))
-    assert isinstance(param, FloatParam)
-    return param.high if abs(param.high - float(off)) >= abs(param.low - float(off)) else param.low
+    if isinstance(param, FloatParam) and param.finite_domain() is None:
+        return param.high if abs(param.high - off) >= abs(param.low - off) else param.low
+    numbers = [
+        value
+        for value in param.finite_domain() or ()
+        if isinstance(value, int | float) and not isinstance(value, bool) and value != off
+    ]
+    return max(numbers, key=lambda value: abs(value - off)) if numbers else None
 
 
 def _config_key(canonical: Mapping[str, Any]) -> str:

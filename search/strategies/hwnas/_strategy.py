@@ -173,7 +173,7 @@ class HwnasStrategy(_Selection):
             "architectures_costed": len(self._arch_costs),
             "architectures_rejected": sum(isinstance(v, str) for v in self._arch_costs.values())
             + len(self._banned),
-            "pinned_compression": dict(self._pinned or {}),
+            "pinned_compression": None if self._pinned is None else dict(self._pinned),  # None: no ask yet
             "cost_objectives": list(self._cost_names),
             "quality_objectives": list(self._quality_names),
         }

@@ -113,7 +113,7 @@ def test_selection_never_proposes_a_config_whose_cost_a_front_member_dominates_a
     assert np.all(gains[(ops >= 256) & (ops < 4096)] > 0)
     # The front members are judged at their predicted quality too: a model rating the configs between the
     # members at 0.4 and everything from 4,096 ops at 0.5 closes only the dearer ones (the member at 4,096
-    # ops, predicted 0.5, dominates them), although the observed 0.5 of that member would close none.
+    # ops, predicted 0.5, dominates them).
     chosen = strategy._select(pool, len(pool), ByCostModel({256: 1.0, 4095: 0.4, math.inf: 0.5}, 0.3))
     assert all(toy_ops(c.config) < 4096 for c in chosen)
     assert any(256 <= toy_ops(c.config) < 4096 for c in chosen)

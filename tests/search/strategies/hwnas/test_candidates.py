@@ -88,17 +88,22 @@ def test_configs_the_oracle_rejects_are_never_proposed() -> None:
 
 
 # -- compression knobs that lower no cost objective are pinned off ------------------------------------------
-def _compressible(sparsity_low: float = 0.0) -> Space:
+def _compressible(sparsity_low: float = 0.0, *, integer: bool = False) -> Space:
     parameters = dict(TOY.to_dict()["parameters"])
     parameters["quantize"] = {"type": "bool"}
-    parameters["sparsity"] = {"type": "float", "low": sparsity_low, "high": 0.9}
+    parameters["sparsity"] = (
+        {"type": "int", "low": 0, "high": 1}
+        if integer
+        else {"type": "float", "low": sparsity_low, "high": 0.9}
+    )
     return Space.from_dict({"name": "compressible", "parameters": parameters})
 
 
 def _pinning_run(
-    objective: str, space: Space, **options: object
+    objective: str, space: Space, asks: int = 12, **options: object
 ) -> tuple[list[dict[str, object]], dict[str, object]]:
-    """Proposals of 12 asks under (emd_mean, ``objective``): ops ignores both knobs, bops falls with them."""
+    """Proposals of ``asks`` asks under (emd_mean, ``objective``): ops ignores both knobs, bops falls with
+    them."""
 
     def oracle(config: dict[str, object]) -> dict[str, float]:
         ops = toy_ops(config)
@@ -109,8 +114,8 @@ def _pinning_run(
     strategy = make_strategy(
         "hwnas", space, objectives, seed=3, options={"n_initial": 4, **options}, costs=oracle
     )
-    proposals = []
-    for _ in range(12):
+    proposals: list[dict[str, object]] = []
+    for _ in range(asks):
         (proposal,) = strategy.ask(1)
         config = proposal.config
         proposals.append(config)
@@ -124,6 +129,33 @@ def test_compression_that_lowers_no_cost_is_pinned_off() -> None:
     assert pinned == {"quantize": False, "sparsity": 0.0}
     assert all(c["sparsity"] == 0.0 and c["quantize"] is False for c in proposals)
     assert len({_config_key(c) for c in proposals}) == 12
+
+
+def test_a_pinned_knob_keeps_its_canonical_type() -> None:
+    space = _compressible(integer=True)
+    proposals, pinned = _pinning_run("ops", space)
+    assert pinned == {"quantize": False, "sparsity": 0} and type(pinned["sparsity"]) is int
+    assert all(space.validate(c) == c and type(c["sparsity"]) is int for c in proposals)
+
+
+def test_the_pin_checks_leave_the_first_ask_its_own_costing_budget() -> None:
+    """The first ask still costs 8 x cost_calls new architectures for its pool; the checks come on top."""
+    checks_off = _pinning_calls(pin_compression=False)
+    checks_on = _pinning_calls(pin_compression=True)
+    assert checks_on >= checks_off >= 8 * 2
+
+
+def _pinning_calls(**options: object) -> int:
+    strategy = make_strategy(
+        "hwnas",
+        _compressible(),
+        OBJECTIVES,
+        seed=3,
+        options={"cost_calls": 2, **options},
+        costs=lambda config: {"ops": toy_ops(config)},
+    )
+    strategy.ask(1)
+    return int(strategy.state_dict()["oracle_calls"])
 
 
 def test_compression_that_lowers_a_cost_stays_searched() -> None:
@@ -144,3 +176,6 @@ def test_compression_is_searched_when_pinning_is_off_or_impossible(
     proposals, pinned = _pinning_run("ops", space, **options)
     assert "sparsity" not in pinned
     assert any(c["sparsity"] > 0.1 for c in proposals)
+    if options:  # the option turns off every pin
+        assert pinned == {}
+        assert {c["quantize"] for c in proposals} == {True, False}
