@@ -111,9 +111,17 @@ def test_node_pruned_trial_is_trained_costed_and_measured_as_the_smaller_network
         ({"hidden1_keep": 0}, "parameter 'hidden1_keep': choice 0 is outside the allowed range"),
         ({"hidden1_keep": 1.5}, "parameter 'hidden1_keep': keep 1.5 is outside what hidden1_units"),
         ({"hidden3_keep": 2}, "parameter 'hidden3_keep': the space has no 'hidden3_units'"),
+        (
+            {"quantize": True, "weight_bits": 0, "act_bits": 4, "output_bits": 4},
+            "parameter 'weight_bits': choice 0",
+        ),
+        (
+            {"quantize": True, "weight_bits": 4, "act_bits": 4, "output_bits": 4, "hidden0_act_bits": 17},
+            "parameter 'hidden0_act_bits': choice 17 is outside the allowed range; allowed: an integer in [1, 16]",
+        ),
     ],
 )
-def test_bad_keep_exits_2_at_validate(
+def test_bad_keep_or_bit_width_exits_2_at_validate(
     tmp_path: Path, sqlite_url: str, add: dict[str, Any], message: str
 ) -> None:
     config = waveform_sweep(sqlite_url, add, [{"emd1d_mean": "minimize"}])
@@ -207,25 +215,3 @@ def test_binary_and_ternary_mixed_precision_sweep_is_costed_at_its_widths(
     dense = [layer for layer in layers if layer["class_name"] == "Dense"]
     assert [layer["weight_bits"] for layer in dense] == [2, 2, 2]  # binary and ternary: 2-bit types
     assert [layer["input_bits"] for layer in dense][1:] == [2, 2]  # 2-bit activations feed layers 1, 2
-
-
-@pytest.mark.parametrize(
-    ("bits", "message"),
-    [
-        (
-            {"quantize": True, "weight_bits": 0, "act_bits": 4, "output_bits": 4},
-            "parameter 'weight_bits': choice 0",
-        ),
-        (
-            {"quantize": True, "weight_bits": 4, "act_bits": 4, "output_bits": 4, "hidden0_act_bits": 17},
-            "parameter 'hidden0_act_bits': choice 17 is outside the allowed range; allowed: an integer in [1, 16]",
-        ),
-    ],
-)
-def test_bit_width_outside_1_to_16_exits_2_at_validate(
-    tmp_path: Path, sqlite_url: str, bits: dict[str, Any], message: str
-) -> None:
-    config = waveform_sweep(sqlite_url, bits, [{"emd1d_mean": "minimize"}])
-    result = runner.invoke(app, ["sweep", "validate", str(write(tmp_path / "bad.yaml", config))])
-    assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split())
