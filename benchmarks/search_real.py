@@ -44,6 +44,7 @@ TASK = {"name": "econt", "data": str(DATA), "rows": 38382, "val_rows": 3000, "lo
 REFERENCE_OPS = 6544.0
 EPOCHS = 10
 CONFIRM_SEEDS = 3
+WORKERS = 2  # every arm: the sweep's local workers, Optuna's n_jobs, the confirmation pool
 
 
 def hwnas_config(name: str, seed: int, minutes: float, cost: str, store: str) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def hwnas_config(name: str, seed: int, minutes: float, cost: str, store: str) ->
         "trials": 10_000,
         "time_limit_s": minutes * 60,
         "epochs": EPOCHS,
-        "executor": {"kind": "local", "workers": 2},
+        "executor": {"kind": "local", "workers": WORKERS},
         # Everything the default search has beyond its strategy: ASHA on local workers (Pareto promotion)
         # and noise handled while it runs (each trial entering the front is re-evaluated once).
         "scheduler": {"kind": "asha", "mode": "conservative"},
@@ -107,7 +108,7 @@ def _pool_eval(args: tuple[dict[str, Any], int, int, int | None, str]) -> Any:
 
 
 # -- arms ---------------------------------------------------------------------------------------------------
-def worker_idle(trials: Sequence[Any], workers: int = 2) -> float:
+def worker_idle(trials: Sequence[Any], workers: int = WORKERS) -> float:
     """Share of the workers' time between the first start and the last finish spent outside any trial: the
     driver's overhead (asks, store writes, hand-over) as the workers see it."""
     spans = [(t.started_at, t.finished_at) for t in trials if t.started_at and t.finished_at]
@@ -186,7 +187,7 @@ def run_optuna(
         rows.append((config, scored[0], scored[1], time.monotonic() - started))
         return scored
 
-    study.optimize(objective, timeout=minutes * 60, n_jobs=2, catch=(Exception,))
+    study.optimize(objective, timeout=minutes * 60, n_jobs=WORKERS, catch=(Exception,))
     return rows
 
 
@@ -258,7 +259,7 @@ def main() -> None:
         f"# benchmarks/search_real.py, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start, Python {platform.python_version()}",
         f"# real ttbar ({DATA.name}), cwmse, {EPOCHS} epochs per trial, {args.minutes:g} min per arm and seed, "
-        f"2 workers, objectives emd_mean + {args.cost}; confirmation {CONFIRM_SEEDS} seeds per front member",
+        f"{WORKERS} workers, objectives emd_mean + {args.cost}; confirmation {CONFIRM_SEEDS} seeds per front member",
         "# HV on (EMD/2, log10(cost)/6), reference point (1, 1)",
     ]
     summary: dict[str, dict[str, list[float]]] = {
@@ -267,7 +268,7 @@ def main() -> None:
     best_configs: dict[str, list[tuple[float, dict[str, Any]]]] = {arm: [] for arm in args.arms}
     curves: dict[str, list[list[float]]] = {arm: [] for arm in args.arms}
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp, ctx.Pool(2) as pool:
+    with tempfile.TemporaryDirectory() as tmp, ctx.Pool(WORKERS) as pool:
         for seed in args.seeds:
             for arm in args.arms:
                 began = time.monotonic()
@@ -367,7 +368,7 @@ def _plot(curves: dict[str, list[list[float]]], args: argparse.Namespace) -> Non
         minutes = np.arange(1, array.shape[1] + 1)
         ax.plot(minutes, np.median(array, axis=0), label=f"{arm} (median of {len(runs)} seeds)")
         ax.fill_between(minutes, array.min(axis=0), array.max(axis=0), alpha=0.2)
-    ax.set_xlabel("wall time (min, 2 workers)")
+    ax.set_xlabel(f"wall time (min, {WORKERS} workers)")
     ax.set_ylabel(f"single-run hypervolume (EMD, {args.cost})")
     ax.legend()
     fig.tight_layout()

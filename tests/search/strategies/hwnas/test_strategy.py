@@ -39,6 +39,7 @@ def test_resume_rebuilds_the_dedup_set_and_the_model() -> None:
         ({"bogus": 1}, "unknown option(s) ['bogus'] for strategy 'hwnas'; allowed: n_initial, n_candidates"),
         ({"n_initial": 1}, "option 'n_initial' of strategy 'hwnas' must be >= 2, got 1"),
         ({"cost_calls": 0}, "option 'cost_calls' of strategy 'hwnas' must be >= 1, got 0"),
+        ({"pin_compression": "yes"}, "option 'pin_compression' of strategy 'hwnas' must be bool, got 'yes'"),
         (
             {"model": "gp", "trees": 16},
             "option 'trees' of strategy 'hwnas' applies only to model 'rf', got model 'gp'",
