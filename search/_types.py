@@ -29,12 +29,15 @@ class Completed:
     """Full-fidelity result: every objective has a finite or infinite (never NaN) value.
 
     ``sem`` holds the standard error of objectives whose noise was measured by replicates (``confirm``);
-    the values are then means over the trial's evaluations.
+    the values are then means over the trial's evaluations. ``collapsed``: the task's collapse detector
+    flagged the trained model (a near-constant output), so its quality says the training failed, not how
+    good the architecture can be.
     """
 
     values: dict[str, float]
     fidelity: int = 0
     sem: dict[str, float] | None = None
+    collapsed: bool = False
 
 
 @dataclass(frozen=True)

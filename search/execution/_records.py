@@ -11,10 +11,19 @@ from search.results._pareto import default_reference
 from search.storage import Store, SweepRecord, TrialRecord, TrialState
 
 
+def is_collapsed(results: Mapping[str, float]) -> bool:
+    """Whether a trial's results carry the task's collapse flag (the ``collapsed`` metric, 0 or 1)."""
+    return float(results.get("collapsed", 0.0)) >= 0.5
+
+
 def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:
     """The outcome a finished trial stands for, as strategies are told it."""
     if trial.state is TrialState.COMPLETED:
-        return Completed({k: trial.results[k] for k in objectives}, fidelity=trial.fidelity)
+        return Completed(
+            {k: trial.results[k] for k in objectives},
+            fidelity=trial.fidelity,
+            collapsed=is_collapsed(trial.results),
+        )
     if trial.state is TrialState.PRUNED:
         return Pruned({k: v for k, v in trial.results.items() if k in objectives}, fidelity=trial.fidelity)
     if trial.state is TrialState.INFEASIBLE:

@@ -26,7 +26,8 @@ Rejected       counted               ``PRUNED`` with the violated constraint ``f
 =============  ====================  ==========================================================
 
 NaN never reaches a strategy: the driver fails such trials, and a NaN in a ``Completed`` result raises
-:class:`StrategyError`.
+:class:`StrategyError`. A ``Completed`` result carries the task's collapse flag (``collapsed``); random,
+grid, Optuna and Ax ignore it (the values say how bad the trial was), ``hwnas`` models it.
 
 Resume: ``observe`` replays finished trials. Optuna strategies add them to their in-memory study with the
 same params, values, state, intermediate value and constraint as ``tell`` would have recorded (NSGA-II also

@@ -23,13 +23,21 @@ learning over a pool, with exact cost axes). Each ``ask``:
    (each parameter scaled to [0, 1], log parameters on a log scale, unordered choices one-hot; an inactive
    parameter takes the neutral 0.5 and each distinct activation condition gets a 0/1 indicator), plus the
    exact log-costs as features (quality correlates with size). ``model``: ``rf`` (random forest, the mean
-   and spread over its trees) or ``gp`` (isotropic Matern-5/2 Gaussian process with a noise term).
+   and spread over its trees) or ``gp`` (isotropic Matern-5/2 Gaussian process with a noise term). The
+   regressor models what a linear trend in the log-costs leaves: a forest predicts no config better than
+   the best trained one, so without the trend a config dearer than every trained one never looks better
+   than them and the front never grows towards larger models; the trend extrapolates at most one decade
+   of cost past the trained configs. A trial *misses* when the task flags it collapsed (a near-constant
+   output) or the scheduler prunes it; misses are not quality data: a second forest, fitted on the 0/1
+   miss flag of every completed and pruned trial, gives each candidate a probability of missing.
 3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
    as log10(1 + cost), each axis scaled by the observed range) with the sweep's reference point or, without
    one, the front's nadir plus 10 % of the range. For one quality objective the EHVI is exact and cheap: the
    front splits cost space into cells with a known quality threshold, and the EHVI is the sum over the cells
    the candidate dominates of cell volume times the expected improvement below the threshold. For several
    quality objectives it is a Monte-Carlo estimate (32 common random draws, hypervolumes by ``moocore``).
+   Each EHVI is multiplied by the candidate's probability of not missing: a collapsed model scores the
+   constant output's quality and a pruned one has no final quality, so neither improves the front.
    Candidates whose known cost and predicted mean a front member's known cost and predicted mean weakly
    dominate are never proposed (with at least one cost objective): model against model, since a front
    member's observed quality is the lucky one of its noisy draws and a new config's prediction is pulled
@@ -50,8 +58,9 @@ short runs. Under ``bops``, ``model_kb`` or ``nonzero_params`` the knobs lower a
 the uncompressed value, when they are listed in ``training_params``, and when a conditional knob is active in
 fewer than 3 of 24 draws. ``state_dict()["pinned_compression"]`` shows the pins (None before the first ask).
 
-Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones count as
-finished; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
+Until ``n_initial`` trials have finished, at least 3 of them completed without collapsing (pruned, failed
+and collapsed ones count as finished; and whenever the model cannot be fitted: logged as a warning, e.g.
+every finished trial failed)
 proposals are space-filling: the candidate farthest, in normalised log-cost (plus a quarter weight of config
 distance), from every known config and from the two ends of the pool's cost range, which stratifies the
 first trials inside the cost range (its cheapest end learns least, its dearest trains slowest). With a reference
@@ -77,11 +86,13 @@ How every outcome reaches the strategy (one policy, here):
 Outcome        hwnas
 =============  ==============================================================================================
 Completed      enters the quality model and the front (finite values); a quality of ±inf (diverged) is
-               treated as Failed.
-Pruned         counts as finished for ``n_initial`` and is never proposed again, but is no quality data and
-               never enters the front: its partial value is an early rung's, where ECON-T models still sit
-               on the constant-output plateau they leave later (fed as targets, these made the model rate
-               every architecture alike).
+               treated as Failed. One flagged ``collapsed`` enters the front and, as a miss, the miss
+               model, not the quality model (its quality is the constant output's, whatever the architecture can
+               learn; as a target it would drag its neighbours' predictions towards that value).
+Pruned         counts as finished for ``n_initial`` and is never proposed again, a miss for the miss model,
+               but no quality data and never in the front: its partial value is an early rung's, where
+               ECON-T models still sit on the constant-output plateau they leave later (fed as targets,
+               these made the model rate every architecture alike).
 Failed         enters the quality model with the worst completed quality of each objective: a collapsed or
                crashed config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
 Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its

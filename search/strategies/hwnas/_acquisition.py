@@ -247,8 +247,10 @@ class _Selection(_Modelling):
         q = len(self._quality_names)
         if model is not None:
             mean, std = model.predict(np.hstack([features, costs]))
+            survival = 1.0 - self._miss_probability(np.hstack([features, costs]))
         else:
             mean, std = np.zeros((len(pool), 0)), np.zeros((len(pool), 0))
+            survival = np.ones(len(pool))
         # The observed front in objective order (costs transformed), then reordered as costs + qualities.
         front = self._front_records()
         front_points = np.array(
@@ -333,7 +335,7 @@ class _Selection(_Modelling):
                 )
                 best = int(np.argmax(score))
             else:
-                score = self._acquisition(unit_c, unit_mean, unit_std, current, ref, open_)
+                score = self._acquisition(unit_c, unit_mean, unit_std, current, ref, open_, survival)
                 top = np.max(score[open_])
                 ties = open_ & (score >= top - _TIE_TOLERANCE * max(abs(top), 1e-300))
                 best = int(np.argmax(np.where(ties, spread, -np.inf)))
@@ -361,6 +363,10 @@ class _Selection(_Modelling):
             qualities = model.predict(
                 np.hstack([self._encode_known([r.config for r in front]), features.reshape(len(front), k)])
             )[0]
+            # A collapsed member is what it was told: the model's quality is that of configs that train.
+            for row, record in enumerate(front):
+                if record.collapsed:
+                    qualities[row] = [self._sign[name] * record.values[name] for name in self._quality_names]
         return (np.hstack([costs, qualities]) - low) / scale
 
     def _acquisition(
@@ -371,13 +377,18 @@ class _Selection(_Modelling):
         front: np.ndarray,
         ref: np.ndarray,
         open_: np.ndarray,
+        survival: np.ndarray,
     ) -> np.ndarray:
-        """EHVI of the open candidates (the others score -inf)."""
+        """EHVI of the open candidates (the others score -inf), times each one's probability of not
+        missing (``survival``): a pruned or collapsed trial improves no front, so the EHVI of the model's
+        prediction (made from trials that trained) is what a trial gains when it trains."""
         score = np.full(len(costs), -np.inf)
         index = np.flatnonzero(open_)
         k, q = costs.shape[1], mean.shape[1]
         if q == 1:
-            score[index] = exact_ehvi(costs[index], mean[index, 0], std[index, 0], front, ref)
+            score[index] = (
+                exact_ehvi(costs[index], mean[index, 0], std[index, 0], front, ref) * survival[index]
+            )
         elif q == 0:
             score[index] = [_improvement(costs[i], front, ref) for i in index]
         else:
@@ -387,7 +398,9 @@ class _Selection(_Modelling):
                 columns = [*range(k), k + j]
                 sub_front = _non_dominated(front[:, columns]) if len(front) else front[:, columns]
                 proxy += exact_ehvi(costs[index], mean[index, j], std[index, j], sub_front, ref[columns])
-            best = index[np.argsort(-proxy, kind="stable")[:_MC_MAX_CANDIDATES]]
+            best = index[np.argsort(-proxy * survival[index], kind="stable")[:_MC_MAX_CANDIDATES]]
             score[index] = -1.0  # below every estimate, above the closed candidates
-            score[best] = monte_carlo_ehvi(costs[best], mean[best], std[best], front, ref, self._draws[:, :q])
+            score[best] = survival[best] * monte_carlo_ehvi(
+                costs[best], mean[best], std[best], front, ref, self._draws[:, :q]
+            )
         return score

@@ -29,11 +29,13 @@ _PIN_CHECKS = 3  # architectures on which a compression knob is priced on and of
 
 @dataclass
 class _Record:
-    """A finished trial the strategy knows of: canonical config, outcome kind and told values."""
+    """A finished trial the strategy knows of: canonical config, outcome kind, told values and whether the
+    task flagged the trained model as collapsed."""
 
     config: dict[str, Any]
     kind: str
     values: dict[str, float]
+    collapsed: bool = False
 
 
 @dataclass

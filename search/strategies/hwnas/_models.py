@@ -4,6 +4,12 @@ Only quality is unknown (costs come from the oracle), so this is the one model o
 random forest) or ``gp`` (a Gaussian process). :class:`_Modelling` is the layer of :class:`HwnasStrategy`
 that turns finished trials into training data (failed trials as the worst quality) and refits the model
 once per new trial, falling back to space-filling draws (with one warning) when it cannot.
+
+A trial *misses* when it adds nothing to the front whatever its architecture could do: the task flagged
+it collapsed (a near-constant output), or the scheduler pruned it at an early rung. Misses are a hurdle,
+not a quality: the quality model is fitted on the trials that trained, and a second forest, fitted on the
+0/1 miss flag of every completed and pruned trial, estimates the probability that a config misses (the mean
+of its trees' leaves).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from search.strategies.hwnas._candidates import _Candidates, _config_key
+from search.strategies.hwnas._candidates import _Candidates, _config_key, _Record
 from search.strategies.hwnas._features import ConfigEncoder
 
 log = logging.getLogger(__name__)
@@ -29,30 +35,67 @@ _DEFAULT_TREES = 32  # sklearn fits a tree in ~2-4 ms here: 32 keep an ask well 
 _ROLLING_FROM = 64
 _REFIT_GROWTH = 1.2
 _MIN_COMPLETED = 3  # completed trials the model needs among the first n_initial finished ones
+# The trend in the cost features extrapolates at most this far (log10 units: one decade) past the costs it
+# was fitted on, so each step up the cost axis is taken once the last one has been trained and scored.
+_TREND_REACH = 1.0
 
 
 class QualityModel:
     """A regressor of the quality objectives: ``rf`` (a random forest of bootstrapped, multi-output
     scikit-learn trees, each split over half the features; mean and spread over the trees) or ``gp`` (one
-    isotropic Matern-5/2 Gaussian process with a noise term per objective, scikit-learn)."""
+    isotropic Matern-5/2 Gaussian process with a noise term per objective, scikit-learn).
 
-    def __init__(self, kind: str, seed: int, trees: int) -> None:
+    With ``trend_columns`` > 0, the last that many feature columns (the log-costs) also get a linear trend,
+    fitted by least squares first, and the regressor models what the trend leaves. A forest (and a GP far
+    from its data) predicts no better than the best it has seen, so without a trend every config dearer
+    than the dearest trained one looks no better than it and the front never grows towards larger models;
+    with one, quality keeps improving with size at the rate the data shows, up to a decade past it."""
+
+    def __init__(self, kind: str, seed: int, trees: int, trend_columns: int = 0) -> None:
         self.kind = kind
         self.seed = seed
         self.trees = trees
+        self.trend_columns = trend_columns
         self._models: list[Any] = []
         self._full_rows = 0
         self._shape: tuple[int, int] = (0, 0)
         self._next_tree = 0
+        self._trend: np.ndarray | None = None  # (1 + trend_columns, outputs) least-squares coefficients
+        self._trend_range = (np.zeros(0), np.zeros(0))  # the trend inputs' observed low and high
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> None:
         """Fit on all the data (a forest may keep some trees of the previous fit, see ``_fit_forest``)."""
+        # A forest's partial refit keeps trees fitted on the residuals of the last trend: keep the trend too.
+        if self.kind == "rf" and not self._full_refit(len(features), (features.shape[1], targets.shape[1])):
+            residuals = targets - self._trend_values(features)
+        else:
+            residuals = targets - self._fit_trend(features, targets)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn convergence chatter on tiny data sets
             if self.kind == "rf":
-                self._fit_forest(features, targets)
+                self._fit_forest(features, residuals)
             else:
-                self._models = [self._fit_gp(features, targets[:, j]) for j in range(targets.shape[1])]
+                self._models = [self._fit_gp(features, residuals[:, j]) for j in range(targets.shape[1])]
+
+    def _fit_trend(self, features: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Fit the trend (none with fewer rows than coefficients + 1) and return its values on the data."""
+        columns = self.trend_columns
+        self._trend = None
+        if columns == 0 or len(features) <= columns + 1:
+            return np.zeros_like(targets)
+        inputs = features[:, -columns:]
+        self._trend_range = (inputs.min(axis=0), inputs.max(axis=0))
+        design = self._trend_design(features)
+        self._trend = np.linalg.lstsq(design, targets, rcond=None)[0]
+        return design @ self._trend
+
+    def _trend_values(self, features: np.ndarray) -> np.ndarray | float:
+        return self._trend_design(features) @ self._trend if self._trend is not None else 0.0
+
+    def _trend_design(self, features: np.ndarray) -> np.ndarray:
+        low, high = self._trend_range
+        inputs = np.clip(features[:, -self.trend_columns :], low - _TREND_REACH, high + _TREND_REACH)
+        return np.hstack([np.ones((len(features), 1)), inputs])
 
     def _fit_forest(self, features: np.ndarray, targets: np.ndarray) -> None:
         """Fit the forest, tree by tree (what RandomForestRegressor does) with the input checks done once
@@ -69,12 +112,7 @@ class QualityModel:
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or rows < 2:
             raise ValueError(f"a forest needs >= 2 rows of finite values, got {rows} rows")
         shape = (x.shape[1], y.shape[1])
-        full = (
-            len(self._models) != self.trees
-            or shape != self._shape
-            or rows < _ROLLING_FROM
-            or rows >= _REFIT_GROWTH * self._full_rows
-        )
+        full = self._full_refit(rows, shape)
         if full:
             self._models = [None] * self.trees
             self._full_rows, self._shape, self._next_tree = rows, shape, 0
@@ -90,6 +128,14 @@ class QualityModel:
             self._models[index] = tree
         if not full:
             self._next_tree = (self._next_tree + max(1, self.trees // 4)) % self.trees
+
+    def _full_refit(self, rows: int, shape: tuple[int, int]) -> bool:
+        return (
+            len(self._models) != self.trees
+            or shape != self._shape
+            or rows < _ROLLING_FROM
+            or rows >= _REFIT_GROWTH * self._full_rows
+        )
 
     def reset(self) -> None:
         """Forget every fitted regressor (the next fit is a full one)."""
@@ -111,18 +157,19 @@ class QualityModel:
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation, each (rows, quality objectives)."""
+        trend = self._trend_values(features)
         if self.kind == "rf":
             x = np.ascontiguousarray(features, dtype=np.float32)
             per_tree = np.stack(
                 [tree.predict(x, check_input=False).reshape(len(x), -1) for tree in self._models]
             )
-            return per_tree.mean(axis=0), per_tree.std(axis=0)
+            return per_tree.mean(axis=0) + trend, per_tree.std(axis=0)
         means, stds = [], []
         for model in self._models:
             mean, std = model.predict(features, return_std=True)
             means.append(mean)
             stds.append(std)
-        return np.stack(means, axis=1), np.stack(stds, axis=1)
+        return np.stack(means, axis=1) + trend, np.stack(stds, axis=1)
 
 
 class _Modelling(_Candidates):
@@ -136,6 +183,8 @@ class _Modelling(_Candidates):
     _model_problem: str | None
     _warned: str | None
     _phase: str
+    _miss_model: QualityModel
+    _miss_fitted: bool  # whether the miss model is fitted (no miss seen: it is not)
 
     def _features(self, configs: Sequence[Mapping[str, Any]], costs: np.ndarray) -> np.ndarray:
         return np.hstack([self._encode_known(configs), costs]) if len(configs) else np.zeros((0, 1))
@@ -153,11 +202,8 @@ class _Modelling(_Candidates):
     def _training_data(self) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray] | str:
         """Configs, transformed costs and oriented quality targets; a reason string when none can be made."""
         finished = [r for r in self._records if r.kind != "rejected"]
-        good = [
-            r
-            for r in finished
-            if r.kind == "completed" and all(math.isfinite(r.values[name]) for name in self._quality_names)
-        ]
+        completed = self._completed_records()
+        good = [r for r in completed if not r.collapsed]
         if len(finished) < self.options["n_initial"]:
             return ""  # still in the initial phase: not a problem worth a warning
         # Failed and pruned trials count as finished: with ASHA most trials end pruned, and waiting for
@@ -166,17 +212,21 @@ class _Modelling(_Candidates):
         if len(good) < needed:
             return (
                 f"only {len(good)} of {len(finished)} finished trials completed with finite quality "
-                f"(the others failed, diverged or were pruned); fitting needs {needed}"
+                f"without collapsing (the others failed, diverged, collapsed or were pruned); fitting "
+                f"needs {needed}"
             )
-        completed = np.array([[self._sign[q] * r.values[q] for q in self._quality_names] for r in good])
-        worst = completed.max(axis=0)
+        worst = np.array([[self._sign[q] * r.values[q] for q in self._quality_names] for r in completed]).max(
+            axis=0
+        )
         configs, costs, targets = [], [], []
         # Failed trials are quality data (bad: the model learns to avoid their region); pruned ones are
         # not. Their partial values come from an early rung, and there ECON-T models still sit on the
         # constant-output plateau they leave later (benchmarks/collapse.txt): fed as targets, a pruned
         # D64 -> L12 encoder read as EMD 5.9 while its completed twins scored 1.1-1.3, and with ASHA
-        # cutting about half the trials the model rated every architecture alike.
-        for record in (r for r in finished if r.kind != "pruned"):
+        # cutting about half the trials the model rated every architecture alike. Pruned and collapsed
+        # trials are the miss model's data: as qualities a collapsed one would drag the predictions of
+        # its neighbours, which may train, towards the constant-output value.
+        for record in (r for r in finished if r.kind != "pruned" and not r.collapsed):
             row = self._record_costs(record)
             if row is None:
                 continue
@@ -190,6 +240,32 @@ class _Modelling(_Candidates):
             costs.append(row)
             targets.append(target)
         return configs, np.array(costs).reshape(len(configs), -1), np.array(targets)
+
+    def _completed_records(self) -> list[_Record]:
+        """Completed trials with a finite value of every quality objective."""
+        return [
+            r
+            for r in self._records
+            if r.kind == "completed" and all(math.isfinite(r.values[name]) for name in self._quality_names)
+        ]
+
+    def _fit_miss_model(self) -> None:
+        """Fit the miss model on the completed and pruned trials (a miss: pruned or collapsed), once there
+        was a miss."""
+        data = [*self._completed_records(), *(r for r in self._records if r.kind == "pruned")]
+        rows = [(r, row) for r in data if (row := self._record_costs(r)) is not None]
+        labels = np.array([[float(r.collapsed or r.kind == "pruned")] for r, _ in rows])
+        self._miss_fitted = False
+        if labels.any() and len(rows) >= 2:
+            costs = np.array([row for _, row in rows]).reshape(len(rows), -1)
+            self._miss_model.fit(self._features([r.config for r, _ in rows], costs), labels)
+            self._miss_fitted = True
+
+    def _miss_probability(self, features: np.ndarray) -> np.ndarray:
+        """The probability that each config (encoded with its cost features) misses, (rows,)."""
+        if not self._miss_fitted:
+            return np.zeros(len(features))
+        return np.clip(self._miss_model.predict(features)[0][:, 0], 0.0, 1.0)
 
     def _fitted_model(self) -> QualityModel | None:
         if not self._quality_names:
@@ -209,6 +285,7 @@ class _Modelling(_Candidates):
             kind = "fit error"
             try:
                 model.fit(self._features(configs, costs), targets)
+                self._fit_miss_model()
                 self._model, problem = model, ""
             except Exception as exc:  # a model that cannot be fitted never stops the sweep
                 model.reset()

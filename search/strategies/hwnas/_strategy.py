@@ -64,7 +64,12 @@ class HwnasStrategy(_Selection):
                 )
         self._encoder = ConfigEncoder(self.space)
         self._trees = self.options["trees"] or _DEFAULT_TREES
-        self._quality_model = QualityModel(self.options["model"], self.seed, self._trees)
+        self._quality_model = QualityModel(
+            self.options["model"], self.seed, self._trees, trend_columns=len(self._cost_names)
+        )
+        # A forest whatever the quality model: the mean of its 0/1 leaves is a probability.
+        self._miss_model = QualityModel("rf", self.seed + 1, self._trees)
+        self._miss_fitted = False
         self._records = []
         self._seen = set()
         self._pending_configs = {}
@@ -162,7 +167,8 @@ class HwnasStrategy(_Selection):
             told = {name: float(outcome.values[name]) for name in self._sign if name in outcome.values}
         elif not isinstance(outcome, Failed | Rejected):  # pragma: no cover - checked by the base class
             raise StrategyError(f"unexpected outcome {outcome!r}")
-        self._records.append(_Record(config=dict(config), kind=kind, values=told))
+        collapsed = isinstance(outcome, Completed) and outcome.collapsed
+        self._records.append(_Record(config=dict(config), kind=kind, values=told, collapsed=collapsed))
 
     def _extra_state(self) -> dict[str, Any]:
         return {
@@ -170,6 +176,8 @@ class HwnasStrategy(_Selection):
             "model_problem": self._model_problem,
             "oracle_calls": self._oracle_calls,
             "dominated_explorations": self._explorations,
+            "collapsed_trials": sum(r.collapsed for r in self._records),
+            "miss_model": self._miss_fitted,
             "architectures_costed": len(self._arch_costs),
             "architectures_rejected": sum(isinstance(v, str) for v in self._arch_costs.values())
             + len(self._banned),

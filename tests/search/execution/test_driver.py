@@ -15,6 +15,7 @@ from sweep_configs import tiny_sweep
 
 from objectives import DivergedError
 from search._config import parse_config
+from search._types import Completed
 from search.execution._loop import SweepError, load_sweep, run_sweep
 from search.storage._schema import TrialState
 from search.storage._store import Store
@@ -125,7 +126,7 @@ def test_nan_objective_fails_the_trial(sqlite_url: str, monkeypatch: pytest.Monk
 def test_same_name_with_a_different_config_is_refused(sqlite_url: str) -> None:
     run_sweep(parse_config(small_config(sqlite_url, trials=1)))
     with pytest.raises(SweepError, match=r"'tiny' already exists .* with a different config"):
-        run_sweep(parse_config(small_config(sqlite_url, trials=1, epochs=2)))
+        run_sweep(parse_config(small_config(sqlite_url, trials=1, epochs=3)))
     store = Store(sqlite_url)
     assert len(store.list_sweeps()) == 1
     sweep, _ = load_sweep(store, "tiny")
@@ -240,6 +241,42 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     # The new trial's single evaluation carries the pooled noise too: one kind of data per objective.
     (new,) = told
     assert new.sem == pytest.approx({"emd_mean": expected_std})
+
+
+def test_the_strategy_is_told_which_trials_collapsed_and_so_is_a_resumed_one(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.execution._loop import SweepLoop
+
+    # A linear encoder at a high rate learns something in 3 epochs; most random draws collapse.
+    linear = {"preset": "econt_baseline", "n_conv": 0, "decoder": "dense", "lr": 0.01, "batch_size": 128}
+
+    def recording(trials: int) -> tuple[SweepLoop, list[Any]]:
+        config = small_config(sqlite_url, trials=trials, warm_start=[linear], epochs=3)
+        driver = SweepLoop(parse_config(config))
+        outcomes: list[Any] = []
+        tell, observe = driver.strategy.tell, driver.strategy.observe
+        monkeypatch.setattr(
+            driver.strategy, "tell", lambda key, outcome: (outcomes.append(outcome), tell(key, outcome))
+        )
+        monkeypatch.setattr(
+            driver.strategy,
+            "observe",
+            lambda config, outcome: (outcomes.append(outcome), observe(config, outcome)),
+        )
+        return driver, outcomes
+
+    driver, told = recording(6)
+    driver.run()
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    completed = store.trials(sweep.id, [TrialState.COMPLETED])
+    flags = [trial.results["collapsed"] == 1.0 for trial in completed]
+    assert any(flags) and not all(flags)
+    assert [o.collapsed for o in told if isinstance(o, Completed)] == flags
+    resumed, observed = recording(7)
+    resumed.run()
+    assert [o.collapsed for o in observed if isinstance(o, Completed)][: len(flags)] == flags
 
 
 def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(

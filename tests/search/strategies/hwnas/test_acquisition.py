@@ -186,3 +186,25 @@ def test_with_a_reference_point_no_proposal_costs_past_it() -> None:
     # Space-filling first, then the model: past 1,000 ops a trial adds no hypervolume, so none is trained.
     assert all(toy_ops(config) < 1000 for config, _ in run(boxed, TOY, asks=12))
     assert any(toy_ops(config) >= 1000 for config, _ in run(free, TOY, asks=12))  # what the box prevents
+
+
+@pytest.mark.parametrize("flagged", [True, False])
+def test_a_config_likely_to_collapse_loses_to_an_equal_one_that_trains(flagged: bool) -> None:
+    strategy = hwnas(seed=1, n_initial=2)
+    for width in (8, 16, 32):
+        for lr, collapses in ((3e-3, False), (0.05, True)):
+            config = {"n_layers": 1, "width0": width, "bits": 4, "lr": lr}
+            quality = 6.0 if collapses else toy_quality(config)
+            values = {"emd_mean": quality, "ops": toy_ops(config)}
+            strategy.observe(config, Completed(values, collapsed=collapses and flagged))
+    assert strategy._fitted_model() is not None
+    # One architecture (one cost), two training settings; the model rates them alike, so without the
+    # collapse flags it is a tie and the first one wins.
+    pool = []
+    for lr in (0.06, 2e-3):
+        config = TOY.canonicalize({"n_layers": 1, "width0": 4, "bits": 2, "lr": lr})
+        result = strategy._oracle(config)
+        assert isinstance(result, dict)
+        pool.append(_Candidate(config, _config_key(config), strategy._transform_costs(result)))
+    (chosen,) = strategy._select(pool, 1, ConstantModel(0.5, 0.3))
+    assert chosen.config["lr"] == (2e-3 if flagged else 0.06)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hwnas_toy import TOY, hwnas, make_oracle, run, toy_ops, toy_quality
 
-from search._types import Completed, Failed, Objective, Pruned, Rejected
+from search._types import Completed, Failed, Objective, Outcome, Pruned, Rejected
 from search.strategies import make_strategy
 from search.strategies.hwnas._candidates import _config_key
 from search.strategies.hwnas._models import QualityModel
@@ -101,3 +101,69 @@ def test_gp_model_and_several_quality_objectives() -> None:
                 strategy.tell(proposal.key, Completed(values))
         assert len(keys) == 16
         assert strategy.state_dict()["phase"] == "model"
+
+
+# -- misses: collapsed and pruned trials ---------------------------------------------------------------------
+@pytest.mark.parametrize("miss", ["collapsed", "pruned"])
+def test_misses_train_the_miss_model_and_not_the_quality_model(miss: str) -> None:
+    strategy = hwnas(n_initial=2)
+    for width in (8, 16, 32):
+        for lr, missed in ((3e-3, False), (0.05, True)):
+            config = {"n_layers": 1, "width0": width, "bits": 4, "lr": lr}
+            values = {"emd_mean": 6.0 if missed else toy_quality(config), "ops": toy_ops(config)}
+            outcome: Outcome = Completed(values)
+            if missed:
+                outcome = Completed(values, collapsed=True) if miss == "collapsed" else Pruned(values, 2)
+            strategy.observe(config, outcome)
+    data = strategy._training_data()
+    assert not isinstance(data, str)
+    assert sorted(c["lr"] for c in data[0]) == [3e-3] * 3 and float(data[2].max()) < 6.0
+    assert strategy._fitted_model() is not None
+    assert strategy.state_dict()["miss_model"] is True
+    assert strategy.state_dict()["collapsed_trials"] == (3 if miss == "collapsed" else 0)
+
+    def probability(lr: float) -> float:
+        config = TOY.canonicalize({"n_layers": 1, "width0": 16, "bits": 4, "lr": lr})
+        costs = strategy._transform_costs({"ops": toy_ops(config)})
+        return float(strategy._miss_probability(strategy._features([config], costs[None, :]))[0])
+
+    assert probability(0.06) > 0.7 and probability(2e-3) < 0.3
+
+
+def test_without_a_miss_every_config_trains_with_probability_one() -> None:
+    strategy = hwnas(n_initial=3)
+    run(strategy, TOY, asks=6)
+    assert strategy._fitted_model() is not None
+    features = strategy._features([TOY.canonicalize(TOY.sample(np.random.default_rng(0)))], np.ones((1, 1)))
+    assert strategy._miss_probability(features).tolist() == [0.0]
+
+
+def test_every_completed_trial_collapsed_falls_back_to_space_filling_with_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    strategy = hwnas(n_initial=3)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(4):
+            (proposal,) = strategy.ask(1)
+            values = {"emd_mean": 6.0, "ops": toy_ops(proposal.config)}
+            strategy.tell(proposal.key, Completed(values, collapsed=True))
+        assert len(strategy.ask(1)) == 1
+    assert strategy.state_dict()["phase"] == "space-filling"
+    assert "0 of 3 finished trials completed with finite quality without collapsing" in caplog.text
+
+
+# -- the trend in the costs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["rf", "gp"])
+def test_the_trend_extrapolates_quality_up_to_a_decade_past_the_dearest_trained_config(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    log_cost = rng.uniform(2.0, 4.0, 40)
+    features = np.column_stack([rng.uniform(0, 1, 40), log_cost])
+    targets = (3.0 - log_cost)[:, None]  # quality improves by 1 per decade of cost
+    probe = np.array([[0.5, 3.0], [0.5, 4.5], [0.5, 9.0]])
+    flat = QualityModel(kind, 0, 16)
+    flat.fit(features, targets)
+    trended = QualityModel(kind, 0, 16, trend_columns=1)
+    trended.fit(features, targets)
+    assert trended.predict(probe)[0][:, 0] == pytest.approx([0.0, -1.5, -2.0], abs=0.1)
+    if kind == "rf":  # a forest predicts no better than the best trained config (-1) without the trend
+        assert float(flat.predict(probe)[0][1, 0]) > -1.1
