@@ -28,8 +28,8 @@ learning over a pool, with exact cost axes). Each ``ask``:
    the best trained one, so without the trend a config dearer than every trained one never looks better
    than them and the front never grows towards larger models; the trend extrapolates at most one decade
    of cost past the trained configs. A trial *misses* when the task flags it collapsed (a near-constant
-   output) or the scheduler prunes it; misses are not quality data: a second forest, fitted on the 0/1
-   miss flag of every completed and pruned trial, gives each candidate a probability of missing.
+   output) or the scheduler prunes it: a second forest, fitted on the 0/1 miss flag of every completed and
+   pruned trial, gives each candidate a probability of missing.
 3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
    as log10(1 + cost), each axis scaled by the observed range) with the sweep's reference point or, without
    one, the front's nadir plus 10 % of the range. For one quality objective the EHVI is exact and cheap: the
@@ -58,9 +58,8 @@ short runs. Under ``bops``, ``model_kb`` or ``nonzero_params`` the knobs lower a
 the uncompressed value, when they are listed in ``training_params``, and when a conditional knob is active in
 fewer than 3 of 24 draws. ``state_dict()["pinned_compression"]`` shows the pins (None before the first ask).
 
-Until ``n_initial`` trials have finished, at least 3 of them completed without collapsing (pruned, failed
-and collapsed ones count as finished; and whenever the model cannot be fitted: logged as a warning, e.g.
-every finished trial failed)
+Until ``n_initial`` trials have finished, at least 3 of them completed (pruned and failed ones count as
+finished; and whenever the model cannot be fitted: logged as a warning, e.g. every finished trial failed)
 proposals are space-filling: the candidate farthest, in normalised log-cost (plus a quarter weight of config
 distance), from every known config and from the two ends of the pool's cost range, which stratifies the
 first trials inside the cost range (its cheapest end learns least, its dearest trains slowest). With a reference
@@ -86,9 +85,9 @@ How every outcome reaches the strategy (one policy, here):
 Outcome        hwnas
 =============  ==============================================================================================
 Completed      enters the quality model and the front (finite values); a quality of ±inf (diverged) is
-               treated as Failed. One flagged ``collapsed`` enters the front and, as a miss, the miss
-               model, not the quality model (its quality is the constant output's, whatever the architecture can
-               learn; as a target it would drag its neighbours' predictions towards that value).
+               treated as Failed. One flagged ``collapsed`` is also a miss for the miss model (it stays
+               quality data: left out, a region where every trial misses would keep the optimistic
+               prediction it gets from elsewhere, never corrected since none of its trials trains).
 Pruned         counts as finished for ``n_initial`` and is never proposed again, a miss for the miss model,
                but no quality data and never in the front: its partial value is an early rung's, where
                ECON-T models still sit on the constant-output plateau they leave later (fed as targets,

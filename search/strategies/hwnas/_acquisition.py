@@ -363,10 +363,6 @@ class _Selection(_Modelling):
             qualities = model.predict(
                 np.hstack([self._encode_known([r.config for r in front]), features.reshape(len(front), k)])
             )[0]
-            # A collapsed member is what it was told: the model's quality is that of configs that train.
-            for row, record in enumerate(front):
-                if record.collapsed:
-                    qualities[row] = [self._sign[name] * record.values[name] for name in self._quality_names]
         return (np.hstack([costs, qualities]) - low) / scale
 
     def _acquisition(

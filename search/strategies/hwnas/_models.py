@@ -5,11 +5,9 @@ random forest) or ``gp`` (a Gaussian process). :class:`_Modelling` is the layer 
 that turns finished trials into training data (failed trials as the worst quality) and refits the model
 once per new trial, falling back to space-filling draws (with one warning) when it cannot.
 
-A trial *misses* when it adds nothing to the front whatever its architecture could do: the task flagged
-it collapsed (a near-constant output), or the scheduler pruned it at an early rung. Misses are a hurdle,
-not a quality: the quality model is fitted on the trials that trained, and a second forest, fitted on the
-0/1 miss flag of every completed and pruned trial, estimates the probability that a config misses (the mean
-of its trees' leaves).
+A trial *misses* when it adds nothing to the front: the task flagged it collapsed (a near-constant
+output), or the scheduler pruned it at an early rung. A second forest, fitted on the 0/1 miss flag of every
+completed and pruned trial, estimates the probability that a config misses (the mean of its trees' leaves).
 """
 
 from __future__ import annotations
@@ -138,9 +136,10 @@ class QualityModel:
         )
 
     def reset(self) -> None:
-        """Forget every fitted regressor (the next fit is a full one)."""
+        """Forget every fitted regressor and the trend (the next fit is a full one)."""
         self._models = []
         self._full_rows = 0
+        self._trend = None
 
     def _fit_gp(self, features: np.ndarray, target: np.ndarray) -> Any:
         from sklearn.gaussian_process import GaussianProcessRegressor
@@ -202,8 +201,7 @@ class _Modelling(_Candidates):
     def _training_data(self) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray] | str:
         """Configs, transformed costs and oriented quality targets; a reason string when none can be made."""
         finished = [r for r in self._records if r.kind != "rejected"]
-        completed = self._completed_records()
-        good = [r for r in completed if not r.collapsed]
+        good = self._completed_records()
         if len(finished) < self.options["n_initial"]:
             return ""  # still in the initial phase: not a problem worth a warning
         # Failed and pruned trials count as finished: with ASHA most trials end pruned, and waiting for
@@ -212,21 +210,20 @@ class _Modelling(_Candidates):
         if len(good) < needed:
             return (
                 f"only {len(good)} of {len(finished)} finished trials completed with finite quality "
-                f"without collapsing (the others failed, diverged, collapsed or were pruned); fitting "
-                f"needs {needed}"
+                f"(the others failed, diverged or were pruned); fitting needs {needed}"
             )
-        worst = np.array([[self._sign[q] * r.values[q] for q in self._quality_names] for r in completed]).max(
-            axis=0
-        )
+        completed = np.array([[self._sign[q] * r.values[q] for q in self._quality_names] for r in good])
+        worst = completed.max(axis=0)
         configs, costs, targets = [], [], []
         # Failed trials are quality data (bad: the model learns to avoid their region); pruned ones are
         # not. Their partial values come from an early rung, and there ECON-T models still sit on the
         # constant-output plateau they leave later (benchmarks/collapse.txt): fed as targets, a pruned
         # D64 -> L12 encoder read as EMD 5.9 while its completed twins scored 1.1-1.3, and with ASHA
-        # cutting about half the trials the model rated every architecture alike. Pruned and collapsed
-        # trials are the miss model's data: as qualities a collapsed one would drag the predictions of
-        # its neighbours, which may train, towards the constant-output value.
-        for record in (r for r in finished if r.kind != "pruned" and not r.collapsed):
+        # cutting about half the trials the model rated every architecture alike. Collapsed trials stay
+        # quality data (and are misses too): left out, a region where every trial collapses or is pruned
+        # is never trained, so its prediction, extrapolated from elsewhere, is never corrected (a real
+        # ttbar sweep spent 70 trials on conv stacks of < 1,000 ops that way, benchmarks/search_real.txt).
+        for record in (r for r in finished if r.kind != "pruned"):
             row = self._record_costs(record)
             if row is None:
                 continue

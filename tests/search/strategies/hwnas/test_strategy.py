@@ -10,11 +10,12 @@ from typing import Any
 import moocore
 import numpy as np
 import pytest
-from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run
+from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run, toy_ops
 
-from search._types import Completed, Objective, Outcome
+from search._types import Completed, Objective, Outcome, Pruned
 from search.strategies import StrategyError, make_strategy
 from search.strategies.hwnas._candidates import _config_key
+from spaces import Infeasible
 
 
 # -- resume -------------------------------------------------------------------------------------------------
@@ -140,3 +141,29 @@ def test_econt_with_the_real_cost_oracle() -> None:
     # architectures (this oracle prices the unpruned model, so pruning lowers no cost and is pinned off).
     assert len(calls) <= 8 + 5 + 2 + 2 + 6
     assert strategy.state_dict()["pinned_compression"] == {"sparsity": 0.0}
+
+
+def test_a_region_where_every_trial_collapses_or_is_pruned_is_left() -> None:
+    """The failure of a real ttbar sweep: its few trained models got worse with size, every tiny one collapsed
+    or was pruned, and the search stayed among the tiny ones (70 trials)."""
+
+    def outcome(config: dict[str, Any], number: int) -> Outcome:
+        ops = toy_ops(config)
+        values = {"emd_mean": 6.0, "ops": ops}
+        if ops < 300:
+            return Pruned(values, 1) if number % 2 else Completed(values, collapsed=True)
+        return Completed({"emd_mean": 1.0 + 0.5 * math.log10(ops / 300), "ops": ops})
+
+    oracle, _ = make_oracle()
+    reference = {"emd_mean": 3.0, "ops": 1e6}  # as a user gives one: collapsed trials lie outside it
+    strategy = make_strategy(
+        "hwnas", TOY, OBJECTIVES, seed=1, options={"n_initial": 6}, costs=oracle, reference_point=reference
+    )
+    tiny = 0
+    for number in range(40):
+        (proposal,) = strategy.ask(1)
+        checked = TOY.validate(proposal.config)
+        assert not isinstance(checked, Infeasible)
+        strategy.tell(proposal.key, outcome(checked, number))
+        tiny += number >= 6 and toy_ops(checked) < 300
+    assert tiny <= 12, f"{tiny} of 34 proposals after the initial phase went to the region that misses"
