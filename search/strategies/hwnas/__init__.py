@@ -27,7 +27,8 @@ learning over a pool, with exact cost axes). Each ``ask``:
    regressor models what a linear trend in the log-costs leaves: a forest predicts no config better than
    the best trained one, so without the trend a config dearer than every trained one never looks better
    than them and the front never grows towards larger models; the trend extrapolates at most one decade
-   of cost past the trained configs. A trial *misses* when the task flags it collapsed (a near-constant
+   of cost past the costs it was last fitted on (a ridge-penalised least-squares fit, so costs that move
+   together share one slope). A trial *misses* when the task flags it collapsed (a near-constant
    output) or the scheduler prunes it: a second forest, fitted on the 0/1 miss flag of every completed and
    pruned trial, gives each candidate a probability of missing.
 3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
@@ -92,8 +93,8 @@ Pruned         counts as finished for ``n_initial`` and is never proposed again,
                but no quality data and never in the front: its partial value is an early rung's, where
                ECON-T models still sit on the constant-output plateau they leave later (fed as targets,
                these made the model rate every architecture alike).
-Failed         enters the quality model with the worst completed quality of each objective: a collapsed or
-               crashed config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
+Failed         enters the quality model with the worst completed quality of each objective: a crashed or
+               diverged config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
 Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its
                architecture is banned too (a proposal is feasible, so the driver rejected it for a budget or
                a failed conversion, which no training setting changes; an observed one unless the space's

@@ -36,6 +36,10 @@ _MIN_COMPLETED = 3  # completed trials the model needs among the first n_initial
 # The trend in the cost features extrapolates at most this far (log10 units: one decade) past the costs it
 # was fitted on, so each step up the cost axis is taken once the last one has been trained and scored.
 _TREND_REACH = 1.0
+# Ridge penalty on the trend's slopes (over centred log-cost columns, so the intercept is free): costs that
+# move together (bops and model_kb) would otherwise get huge opposite slopes that a candidate moving one
+# cost alone turns into absurd predictions.
+_TREND_RIDGE = 1.0
 
 
 class QualityModel:
@@ -60,6 +64,7 @@ class QualityModel:
         self._next_tree = 0
         self._trend: np.ndarray | None = None  # (1 + trend_columns, outputs) least-squares coefficients
         self._trend_range = (np.zeros(0), np.zeros(0))  # the trend inputs' observed low and high
+        self._trend_center = np.zeros(0)  # ... and their mean
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> None:
         """Fit on all the data (a forest may keep some trees of the previous fit, see ``_fit_forest``)."""
@@ -83,8 +88,11 @@ class QualityModel:
             return np.zeros_like(targets)
         inputs = features[:, -columns:]
         self._trend_range = (inputs.min(axis=0), inputs.max(axis=0))
+        self._trend_center = inputs.mean(axis=0)
         design = self._trend_design(features)
-        self._trend = np.linalg.lstsq(design, targets, rcond=None)[0]
+        penalty = _TREND_RIDGE * np.eye(columns + 1)
+        penalty[0, 0] = 0.0
+        self._trend = np.linalg.solve(design.T @ design + penalty, design.T @ targets)
         return design @ self._trend
 
     def _trend_values(self, features: np.ndarray) -> np.ndarray | float:
@@ -93,7 +101,7 @@ class QualityModel:
     def _trend_design(self, features: np.ndarray) -> np.ndarray:
         low, high = self._trend_range
         inputs = np.clip(features[:, -self.trend_columns :], low - _TREND_REACH, high + _TREND_REACH)
-        return np.hstack([np.ones((len(features), 1)), inputs])
+        return np.hstack([np.ones((len(features), 1)), inputs - self._trend_center])
 
     def _fit_forest(self, features: np.ndarray, targets: np.ndarray) -> None:
         """Fit the forest, tree by tree (what RandomForestRegressor does) with the input checks done once
@@ -282,11 +290,16 @@ class _Modelling(_Candidates):
             kind = "fit error"
             try:
                 model.fit(self._features(configs, costs), targets)
-                self._fit_miss_model()
                 self._model, problem = model, ""
             except Exception as exc:  # a model that cannot be fitted never stops the sweep
                 model.reset()
                 problem = f"fitting the {self.options['model']} quality model failed: {exc}"
+            if self._model is not None:
+                try:
+                    self._fit_miss_model()
+                except Exception as exc:  # as above; the search goes on as if no config missed
+                    self._miss_fitted = False
+                    log.warning("strategy 'hwnas': fitting the miss model failed: %s", exc)
         self._phase = "model" if self._model is not None else "space-filling"
         self._model_problem = problem or None
         # One warning per kind of problem, not one per ask; a successful fit re-arms it.

@@ -238,6 +238,7 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
         group = runs[trial.number]
         assert outcome.values["emd_mean"] == pytest.approx(np.mean([t.results["emd_mean"] for t in group]))
         assert outcome.sem == pytest.approx({"emd_mean": expected_std / math.sqrt(len(group))})
+        assert outcome.collapsed == (trial.results["collapsed"] == 1.0)  # the trial's own flag
     # The new trial's single evaluation carries the pooled noise too: one kind of data per objective.
     (new,) = told
     assert new.sem == pytest.approx({"emd_mean": expected_std})
