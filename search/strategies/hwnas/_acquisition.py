@@ -246,8 +246,9 @@ class _Selection(_Modelling):
         k = len(self._cost_names)
         q = len(self._quality_names)
         if model is not None:
-            mean, std = model.predict(np.hstack([features, costs]))
-            survival = 1.0 - self._miss_probability(np.hstack([features, costs]))
+            with_costs = np.hstack([features, costs])
+            mean, std = model.predict(with_costs)
+            survival = 1.0 - self._miss_probability(with_costs)
         else:
             mean, std = np.zeros((len(pool), 0)), np.zeros((len(pool), 0))
             survival = np.ones(len(pool))

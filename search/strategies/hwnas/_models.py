@@ -48,7 +48,7 @@ class QualityModel:
     isotropic Matern-5/2 Gaussian process with a noise term per objective, scikit-learn).
 
     With ``trend_columns`` > 0, the last that many feature columns (the log-costs) also get a linear trend,
-    fitted by least squares first, and the regressor models what the trend leaves. A forest (and a GP far
+    fitted first (ridge-penalised least squares), and the regressor models what the trend leaves. A forest (and a GP far
     from its data) predicts no better than the best it has seen, so without a trend every config dearer
     than the dearest trained one looks no better than it and the front never grows towards larger models;
     with one, quality keeps improving with size at the rate the data shows, up to a decade past it."""
@@ -62,7 +62,7 @@ class QualityModel:
         self._full_rows = 0
         self._shape: tuple[int, int] = (0, 0)
         self._next_tree = 0
-        self._trend: np.ndarray | None = None  # (1 + trend_columns, outputs) least-squares coefficients
+        self._trend: np.ndarray | None = None  # (1 + trend_columns, outputs) coefficients
         self._trend_range = (np.zeros(0), np.zeros(0))  # the trend inputs' observed low and high
         self._trend_center = np.zeros(0)  # ... and their mean
 

@@ -25,6 +25,21 @@ def small_config(store: str, **overrides: Any) -> dict[str, Any]:
     return tiny_sweep(store, **overrides)
 
 
+def record_outcomes(driver: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every outcome the driver gives its strategy from now on, as ("tell" | "observe", outcome)."""
+    calls: list[tuple[str, Any]] = []
+    tell, observe = driver.strategy.tell, driver.strategy.observe
+    monkeypatch.setattr(
+        driver.strategy, "tell", lambda key, outcome: (calls.append(("tell", outcome)), tell(key, outcome))
+    )
+    monkeypatch.setattr(
+        driver.strategy,
+        "observe",
+        lambda config, outcome: (calls.append(("observe", outcome)), observe(config, outcome)),
+    )
+    return calls
+
+
 def test_sweep_records_every_trial_with_metrics_costs_and_checkpoints(sqlite_url: str) -> None:
     config = parse_config(small_config(sqlite_url, warm_start=["econt_baseline"]))
     summary = run_sweep(config)
@@ -219,19 +234,10 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
     assert "bops" not in noise  # the same architecture costs the same whatever the seed
 
     driver = SweepLoop(parse_config(small_config(sqlite_url, trials=4)))
-    observed: list[Any] = []
-    told: list[Any] = []
-    tell = driver.strategy.tell
-    observe = driver.strategy.observe
-    monkeypatch.setattr(
-        driver.strategy,
-        "observe",
-        lambda config, outcome: (observed.append(outcome), observe(config, outcome)),
-    )
-    monkeypatch.setattr(
-        driver.strategy, "tell", lambda key, outcome: (told.append(outcome), tell(key, outcome))
-    )
+    calls = record_outcomes(driver, monkeypatch)
     driver.run()
+    observed = [outcome for method, outcome in calls if method == "observe"]
+    told = [outcome for method, outcome in calls if method == "tell"]
     search_trials = [t for t in trials if t.replicate_of is None]
     assert len(observed) == len(search_trials) == 3
     for trial, outcome in zip(search_trials, observed, strict=True):
@@ -252,32 +258,22 @@ def test_the_strategy_is_told_which_trials_collapsed_and_so_is_a_resumed_one(
     # A linear encoder at a high rate learns something in 3 epochs; most random draws collapse.
     linear = {"preset": "econt_baseline", "n_conv": 0, "decoder": "dense", "lr": 0.01, "batch_size": 128}
 
-    def recording(trials: int) -> tuple[SweepLoop, list[Any]]:
+    def collapse_flags_told(trials: int) -> list[bool]:
+        """Run the sweep up to ``trials``; the flags of the completed outcomes told or observed, in order."""
         config = small_config(sqlite_url, trials=trials, warm_start=[linear], epochs=3)
         driver = SweepLoop(parse_config(config))
-        outcomes: list[Any] = []
-        tell, observe = driver.strategy.tell, driver.strategy.observe
-        monkeypatch.setattr(
-            driver.strategy, "tell", lambda key, outcome: (outcomes.append(outcome), tell(key, outcome))
-        )
-        monkeypatch.setattr(
-            driver.strategy,
-            "observe",
-            lambda config, outcome: (outcomes.append(outcome), observe(config, outcome)),
-        )
-        return driver, outcomes
+        calls = record_outcomes(driver, monkeypatch)
+        driver.run()
+        return [outcome.collapsed for _, outcome in calls if isinstance(outcome, Completed)]
 
-    driver, told = recording(6)
-    driver.run()
+    told = collapse_flags_told(6)
     store = Store(sqlite_url)
     sweep, _ = load_sweep(store, "tiny")
     completed = store.trials(sweep.id, [TrialState.COMPLETED])
     flags = [trial.results["collapsed"] == 1.0 for trial in completed]
     assert any(flags) and not all(flags)
-    assert [o.collapsed for o in told if isinstance(o, Completed)] == flags
-    resumed, observed = recording(7)
-    resumed.run()
-    assert [o.collapsed for o in observed if isinstance(o, Completed)][: len(flags)] == flags
+    assert told == flags
+    assert collapse_flags_told(7)[: len(flags)] == flags  # a resume replays them with their flags
 
 
 def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(

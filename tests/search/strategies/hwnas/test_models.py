@@ -135,8 +135,9 @@ def test_without_a_miss_every_config_trains_with_probability_one() -> None:
     strategy = hwnas(n_initial=3)
     run(strategy, TOY, asks=6)
     assert strategy._fitted_model() is not None
-    features = strategy._features([TOY.canonicalize(TOY.sample(np.random.default_rng(0)))], np.ones((1, 1)))
-    assert strategy._miss_probability(features).tolist() == [0.0]
+    config = TOY.canonicalize(TOY.sample(np.random.default_rng(0)))
+    costs = strategy._transform_costs({"ops": toy_ops(config)})
+    assert strategy._miss_probability(strategy._features([config], costs[None, :])).tolist() == [0.0]
 
 
 # -- the trend in the costs ------------------------------------------------------------------------------------
