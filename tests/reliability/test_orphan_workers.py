@@ -51,6 +51,24 @@ def _maps_torch(pid: int) -> bool:
         return False
 
 
+def _being_killed(pid: int) -> bool:
+    """Whether the kernel is killing the process: SIGKILL pending, or the process already exiting.
+
+    A worker that was importing torch while its driver lived is SIGKILLed by PDEATHSIG when the driver dies,
+    but it may still show its mappings for a moment (e.g. while a page fault on libtorch completes).
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()  # read second: the states only move forward
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    pf_exiting = 0x4
+    flags = int(stat.rsplit(")", 1)[1].split()[6])
+    return bool(pending & (1 << (signal.SIGKILL - 1))) or bool(flags & pf_exiting)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PDEATHSIG and /proc are Linux's")
 def test_workers_of_a_driver_killed_while_they_start_exit_without_loading_torch(sqlite_url: str) -> None:
     config = tiny_sweep(sqlite_url, name="orphans", trials=2)
@@ -63,7 +81,11 @@ def test_workers_of_a_driver_killed_while_they_start_exit_without_loading_torch(
     loaded_torch: set[int] = set()
     deadline = time.monotonic() + 120
     while any(_state(pid) not in (None, "Z") for pid in workers):
-        loaded_torch |= {pid for pid in workers if _state(pid) not in (None, "Z") and _maps_torch(pid)}
+        loaded_torch |= {
+            pid
+            for pid in workers
+            if _state(pid) not in (None, "Z") and _maps_torch(pid) and not _being_killed(pid)
+        }
         assert time.monotonic() < deadline, f"orphan workers still alive: {workers}"
         time.sleep(0.02)
     assert not loaded_torch, f"orphan workers {sorted(loaded_torch)} imported torch after their driver died"
