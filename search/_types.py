@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 Direction = Literal["minimize", "maximize"]
 
+# The result a worker stores with every trial it trains: its wall time in seconds, from pricing to the end
+# of evaluation (what a trial costs a sweep run against the clock).
+TRIAL_SECONDS = "trial_seconds"
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -31,13 +35,14 @@ class Completed:
     ``sem`` holds the standard error of objectives whose noise was measured by replicates (``confirm``);
     the values are then means over the trial's evaluations. ``collapsed``: the task's collapse detector
     flagged the trained model (a near-constant output), so its quality says the training failed, not how
-    good the architecture can be.
+    good the architecture can be. ``seconds``: the trial's wall time in its worker (None if not measured).
     """
 
     values: dict[str, float]
     fidelity: int = 0
     sem: dict[str, float] | None = None
     collapsed: bool = False
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -35,8 +35,8 @@ from search._types import Completed, Failed, Outcome, Pruned, Rejected
 from search.execution._executor import Executor, Finished, WorkerLost
 from search.execution._liveness import Heartbeat, ctrl_c_latch
 from search.execution._records import (
+    completed_as_told,
     fix_reference_point,
-    is_collapsed,
     outcome_of,
     queue_replicates,
     state_for,
@@ -141,9 +141,7 @@ class SweepLoop:
         for trial in finished:
             outcome = outcome_of(trial, self.objectives)
             if isinstance(outcome, Completed) and self._noise:
-                outcome = self._with_noise(
-                    [t.results for t in runs[trial.number]], outcome.fidelity, outcome.collapsed
-                )
+                outcome = self._with_noise([t.results for t in runs[trial.number]], outcome)
             self.strategy.observe(trial.params, outcome)
         self._known = {t.config_hash: t.id for t in trials if t.replicate_of is None}
         # A sweep that stopped on a streak of infeasible proposals resumes with that streak, so a resume
@@ -158,14 +156,14 @@ class SweepLoop:
                 "resumed sweep %s: strategy rebuilt from %d finished trials", self.sweep.name, len(finished)
             )
 
-    def _with_noise(self, runs: list[dict[str, float]], fidelity: int, collapsed: bool) -> Completed:
-        """The mean of a trial's evaluations with the standard error of each noisy objective."""
+    def _with_noise(self, runs: list[dict[str, float]], told: Completed) -> Completed:
+        """The trial as told, its values the mean of its evaluations with the standard error of each noisy
+        objective."""
         values = np.array([[run[n] for n in self.objectives] for run in runs], dtype=float).mean(axis=0)
-        return Completed(
-            dict(zip(self.objectives, values.tolist(), strict=True)),
-            fidelity=fidelity,
+        return replace(
+            told,
+            values=dict(zip(self.objectives, values.tolist(), strict=True)),
             sem={name: std / np.sqrt(len(runs)) for name, std in self._noise.items()},
-            collapsed=collapsed,
         )
 
     def _queue_warm_start(self) -> None:
@@ -340,12 +338,9 @@ class SweepLoop:
             queue_replicates(self.store, self.sweep, self.config.confirm_seeds, self.config.reference_point)
         told = outcome
         if isinstance(outcome, Completed):
-            flag = is_collapsed(outcome.values)
-            told = Completed(
-                {k: outcome.values[k] for k in self.objectives}, fidelity=outcome.fidelity, collapsed=flag
-            )
+            told = completed_as_told(outcome.values, self.objectives, outcome.fidelity)
             if self._noise:  # one kind of data per objective: standard errors for every trial once known
-                told = self._with_noise([outcome.values], outcome.fidelity, flag)
+                told = self._with_noise([outcome.values], told)
         if key is not None:
             self.strategy.tell(key, told)
         elif trial.replicate_of is None:  # replicates measure noise; the strategy learns from the search only

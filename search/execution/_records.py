@@ -5,25 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search._types import TRIAL_SECONDS, Completed, Failed, Outcome, Pruned, Rejected
 from search.results import completed_search_trials, sweep_front
 from search.results._pareto import default_reference
 from search.storage import Store, SweepRecord, TrialRecord, TrialState
 
 
-def is_collapsed(results: Mapping[str, float]) -> bool:
-    """Whether a trial's results carry the task's collapse flag (the ``collapsed`` metric, 0 or 1)."""
-    return float(results.get("collapsed", 0.0)) >= 0.5
+def completed_as_told(results: Mapping[str, float], objectives: list[str], fidelity: int) -> Completed:
+    """A completed trial as strategies are told it: its objectives, whether the task flagged it collapsed
+    (the ``collapsed`` metric, 0 or 1) and its wall time."""
+    seconds = results.get(TRIAL_SECONDS)
+    return Completed(
+        {k: results[k] for k in objectives},
+        fidelity=fidelity,
+        collapsed=float(results.get("collapsed", 0.0)) >= 0.5,
+        seconds=None if seconds is None else float(seconds),
+    )
 
 
 def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:
     """The outcome a finished trial stands for, as strategies are told it."""
     if trial.state is TrialState.COMPLETED:
-        return Completed(
-            {k: trial.results[k] for k in objectives},
-            fidelity=trial.fidelity,
-            collapsed=is_collapsed(trial.results),
-        )
+        return completed_as_told(trial.results, objectives, trial.fidelity)
     if trial.state is TrialState.PRUNED:
         return Pruned({k: v for k, v in trial.results.items() if k in objectives}, fidelity=trial.fidelity)
     if trial.state is TrialState.INFEASIBLE:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from search._config import MODEL_METRICS, HardwareConfig, TaskConfig
-from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search._types import TRIAL_SECONDS, Completed, Failed, Outcome, Pruned, Rejected
 from search.execution._asha import RungPlan, RungStop
 from search.storage import Store
 
@@ -218,6 +219,7 @@ def run_trial(job: TrialJob) -> Outcome:
     store = worker_store(job.store_url)
     task = job_task(job.task)
     settings = hw_settings(job.hardware)
+    started = time.perf_counter()
     try:
         torch.manual_seed(job.seed)
         priced = price(job.config, job.task, job.hardware, job.objectives)
@@ -263,7 +265,7 @@ def run_trial(job: TrialJob) -> Outcome:
         try:
             model, result = fit(model, task, data, train_settings, report_epoch, rebuilt)
         except RungStop as stop:
-            partial = {**report.totals, **priced.costs, **last}
+            partial = {**report.totals, **priced.costs, **last, TRIAL_SECONDS: time.perf_counter() - started}
             return Pruned({k: float(v) for k, v in partial.items() if not math.isnan(v)}, fidelity=stop.epoch)
         metrics = {**task.evaluate(model, data), "model_kb": model_kb(model, job.config)}
         if float(job.config.get("sparsity", 0.0)) > 0 or model is not priced.model:
@@ -283,6 +285,7 @@ def run_trial(job: TrialJob) -> Outcome:
         outcome = _objective_values(job.objectives, metrics, report.totals)
         if isinstance(outcome, Completed):
             extra = {k: float(v) for k, v in {**report.totals, **metrics}.items() if not math.isnan(v)}
+            extra[TRIAL_SECONDS] = time.perf_counter() - started
             return Completed({**extra, **outcome.values}, fidelity=result.epochs_run)
         return outcome
     except DivergedError as exc:

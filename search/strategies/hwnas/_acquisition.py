@@ -248,10 +248,11 @@ class _Selection(_Modelling):
         if model is not None:
             with_costs = np.hstack([features, costs])
             mean, std = model.predict(with_costs)
-            survival = 1.0 - self._miss_probability(with_costs)
+            # What a trial is expected to add to the front per second of the clock it takes.
+            weight = (1.0 - self._miss_probability(with_costs)) / self._relative_seconds(with_costs)
         else:
             mean, std = np.zeros((len(pool), 0)), np.zeros((len(pool), 0))
-            survival = np.ones(len(pool))
+            weight = np.ones(len(pool))
         # The observed front in objective order (costs transformed), then reordered as costs + qualities.
         front = self._front_records()
         front_points = np.array(
@@ -336,7 +337,7 @@ class _Selection(_Modelling):
                 )
                 best = int(np.argmax(score))
             else:
-                score = self._acquisition(unit_c, unit_mean, unit_std, current, ref, open_, survival)
+                score = self._acquisition(unit_c, unit_mean, unit_std, current, ref, open_, weight)
                 top = np.max(score[open_])
                 ties = open_ & (score >= top - _TIE_TOLERANCE * max(abs(top), 1e-300))
                 best = int(np.argmax(np.where(ties, spread, -np.inf)))
@@ -374,18 +375,17 @@ class _Selection(_Modelling):
         front: np.ndarray,
         ref: np.ndarray,
         open_: np.ndarray,
-        survival: np.ndarray,
+        weight: np.ndarray,
     ) -> np.ndarray:
-        """EHVI of the open candidates (the others score -inf), times each one's probability of not
-        missing (``survival``): a pruned or collapsed trial improves no front, so the EHVI of the model's
-        prediction (made from trials that trained) is what a trial gains when it trains."""
+        """EHVI of the open candidates (the others score -inf), times each one's ``weight``: its probability
+        of not missing (a pruned or collapsed trial improves no front, so the EHVI of the model's
+        prediction, made from trials that trained, is what a trial gains when it trains) over its predicted
+        wall time relative to the median trial's."""
         score = np.full(len(costs), -np.inf)
         index = np.flatnonzero(open_)
         k, q = costs.shape[1], mean.shape[1]
         if q == 1:
-            score[index] = (
-                exact_ehvi(costs[index], mean[index, 0], std[index, 0], front, ref) * survival[index]
-            )
+            score[index] = exact_ehvi(costs[index], mean[index, 0], std[index, 0], front, ref) * weight[index]
         elif q == 0:
             score[index] = [_improvement(costs[i], front, ref) for i in index]
         else:
@@ -395,9 +395,9 @@ class _Selection(_Modelling):
                 columns = [*range(k), k + j]
                 sub_front = _non_dominated(front[:, columns]) if len(front) else front[:, columns]
                 proxy += exact_ehvi(costs[index], mean[index, j], std[index, j], sub_front, ref[columns])
-            best = index[np.argsort(-proxy * survival[index], kind="stable")[:_MC_MAX_CANDIDATES]]
+            best = index[np.argsort(-proxy * weight[index], kind="stable")[:_MC_MAX_CANDIDATES]]
             score[index] = -1.0  # below every estimate, above the closed candidates
-            score[best] = survival[best] * monte_carlo_ehvi(
+            score[best] = weight[best] * monte_carlo_ehvi(
                 costs[best], mean[best], std[best], front, ref, self._draws[:, :q]
             )
         return score

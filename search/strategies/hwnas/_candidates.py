@@ -29,13 +29,14 @@ _PIN_CHECKS = 3  # architectures on which a compression knob is priced on and of
 
 @dataclass
 class _Record:
-    """A finished trial the strategy knows of: canonical config, outcome kind, told values and whether the
-    task flagged the trained model as collapsed."""
+    """A finished trial the strategy knows of: canonical config, outcome kind, told values, whether the
+    task flagged the trained model as collapsed, and the completed trial's wall time (None if not told)."""
 
     config: dict[str, Any]
     kind: str
     values: dict[str, float]
     collapsed: bool = False
+    seconds: float | None = None
 
 
 @dataclass

@@ -8,6 +8,8 @@ once per new trial, falling back to space-filling draws (with one warning) when 
 A trial *misses* when it adds nothing to the front: the task flagged it collapsed (a near-constant
 output), or the scheduler pruned it at an early rung. A second forest, fitted on the 0/1 miss flag of every
 completed and pruned trial, estimates the probability that a config misses (the mean of its trees' leaves).
+A third one (with the quality model's cost trend) predicts a config's log wall time from the completed
+trials' told seconds, so the acquisition can weigh what a trial gains against what it costs the clock.
 """
 
 from __future__ import annotations
@@ -192,6 +194,9 @@ class _Modelling(_Candidates):
     _phase: str
     _miss_model: QualityModel
     _miss_fitted: bool  # whether the miss model is fitted (no miss seen: it is not)
+    _time_model: QualityModel
+    _time_fitted: bool  # whether the time model is fitted (option per_second, timed completed trials)
+    _typical_log_seconds: float  # the median log wall time it was fitted on
 
     def _features(self, configs: Sequence[Mapping[str, Any]], costs: np.ndarray) -> np.ndarray:
         return np.hstack([self._encode_known(configs), costs]) if len(configs) else np.zeros((0, 1))
@@ -266,11 +271,50 @@ class _Modelling(_Candidates):
             self._miss_model.fit(self._features([r.config for r, _ in rows], costs), labels)
             self._miss_fitted = True
 
+    def _fit_time_model(self) -> None:
+        """Fit the time model on the log wall time of the completed trials that told one (at least
+        ``_MIN_COMPLETED``), unless option ``per_second`` is off."""
+        self._time_fitted = False
+        if not self.options["per_second"]:
+            return
+        rows = [
+            (r, row, r.seconds)
+            for r in self._completed_records()
+            if r.seconds is not None and r.seconds > 0 and (row := self._record_costs(r)) is not None
+        ]
+        if len(rows) < _MIN_COMPLETED:
+            return
+        log_seconds = np.log([[seconds] for _, _, seconds in rows])
+        costs = np.array([row for _, row, _ in rows]).reshape(len(rows), -1)
+        self._time_model.fit(self._features([r.config for r, _, _ in rows], costs), log_seconds)
+        self._typical_log_seconds = float(np.median(log_seconds))
+        self._time_fitted = True
+
+    def _relative_seconds(self, features: np.ndarray) -> np.ndarray:
+        """Each config's predicted wall time over the median trial's (ones without a time model), (rows,)."""
+        if not self._time_fitted:
+            return np.ones(len(features))
+        return np.exp(self._time_model.predict(features)[0][:, 0] - self._typical_log_seconds)
+
     def _miss_probability(self, features: np.ndarray) -> np.ndarray:
         """The probability that each config (encoded with its cost features) misses, (rows,)."""
         if not self._miss_fitted:
             return np.zeros(len(features))
         return np.clip(self._miss_model.predict(features)[0][:, 0], 0.0, 1.0)
+
+    def _fit_side_models(self) -> None:
+        """Fit the miss and time models, each on its own: one that cannot be fitted is left out of the
+        acquisition (logged), the search goes on as if no config missed or all took the same time."""
+        try:
+            self._fit_miss_model()
+        except Exception as exc:
+            self._miss_fitted = False
+            log.warning("strategy 'hwnas': fitting the miss model failed: %s", exc)
+        try:
+            self._fit_time_model()
+        except Exception as exc:
+            self._time_fitted = False
+            log.warning("strategy 'hwnas': fitting the time model failed: %s", exc)
 
     def _fitted_model(self) -> QualityModel | None:
         if not self._quality_names:
@@ -295,11 +339,7 @@ class _Modelling(_Candidates):
                 model.reset()
                 problem = f"fitting the {self.options['model']} quality model failed: {exc}"
             if self._model is not None:
-                try:
-                    self._fit_miss_model()
-                except Exception as exc:  # as above; the search goes on as if no config missed
-                    self._miss_fitted = False
-                    log.warning("strategy 'hwnas': fitting the miss model failed: %s", exc)
+                self._fit_side_models()
         self._phase = "model" if self._model is not None else "space-filling"
         self._model_problem = problem or None
         # One warning per kind of problem, not one per ask; a successful fit re-arms it.

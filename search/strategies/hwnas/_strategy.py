@@ -38,6 +38,7 @@ class HwnasStrategy(_Selection):
         "trees": _Option(None, int, minimum=4, optional=True),
         "training_params": _Option(None, list, optional=True),
         "pin_compression": _Option(True, bool),
+        "per_second": _Option(True, bool),
     }
 
     def _setup(self) -> None:
@@ -70,6 +71,9 @@ class HwnasStrategy(_Selection):
         # A forest whatever the quality model: the mean of its 0/1 leaves is a probability.
         self._miss_model = QualityModel("rf", self.seed + 1, self._trees)
         self._miss_fitted = False
+        self._time_model = QualityModel("rf", self.seed + 2, self._trees, trend_columns=len(self._cost_names))
+        self._time_fitted = False
+        self._typical_log_seconds = 0.0
         self._records = []
         self._seen = set()
         self._pending_configs = {}
@@ -167,8 +171,12 @@ class HwnasStrategy(_Selection):
             told = {name: float(outcome.values[name]) for name in self._sign if name in outcome.values}
         elif not isinstance(outcome, Failed | Rejected):  # pragma: no cover - checked by the base class
             raise StrategyError(f"unexpected outcome {outcome!r}")
-        collapsed = isinstance(outcome, Completed) and outcome.collapsed
-        self._records.append(_Record(config=dict(config), kind=kind, values=told, collapsed=collapsed))
+        collapsed, seconds = (
+            (outcome.collapsed, outcome.seconds) if isinstance(outcome, Completed) else (False, None)
+        )
+        self._records.append(
+            _Record(config=dict(config), kind=kind, values=told, collapsed=collapsed, seconds=seconds)
+        )
 
     def _extra_state(self) -> dict[str, Any]:
         return {
@@ -178,6 +186,7 @@ class HwnasStrategy(_Selection):
             "dominated_explorations": self._explorations,
             "collapsed_trials": sum(r.collapsed for r in self._records),
             "miss_model": self._miss_fitted,
+            "time_model": self._time_fitted,
             "architectures_costed": len(self._arch_costs),
             "architectures_rejected": sum(isinstance(v, str) for v in self._arch_costs.values())
             + len(self._banned),

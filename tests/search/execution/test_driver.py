@@ -244,13 +244,14 @@ def test_after_confirm_the_strategy_is_told_means_with_standard_errors(
         group = runs[trial.number]
         assert outcome.values["emd_mean"] == pytest.approx(np.mean([t.results["emd_mean"] for t in group]))
         assert outcome.sem == pytest.approx({"emd_mean": expected_std / math.sqrt(len(group))})
-        assert outcome.collapsed == (trial.results["collapsed"] == 1.0)  # the trial's own flag
+        assert outcome.collapsed == (trial.results["collapsed"] == 1.0)  # the trial's own flag and time
+        assert outcome.seconds == trial.results["trial_seconds"]
     # The new trial's single evaluation carries the pooled noise too: one kind of data per objective.
     (new,) = told
     assert new.sem == pytest.approx({"emd_mean": expected_std})
 
 
-def test_the_strategy_is_told_which_trials_collapsed_and_so_is_a_resumed_one(
+def test_the_strategy_is_told_which_trials_collapsed_and_how_long_they_took_and_so_is_a_resumed_one(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from search.execution._loop import SweepLoop
@@ -258,22 +259,27 @@ def test_the_strategy_is_told_which_trials_collapsed_and_so_is_a_resumed_one(
     # A linear encoder at a high rate learns something in 3 epochs; most random draws collapse.
     linear = {"preset": "econt_baseline", "n_conv": 0, "decoder": "dense", "lr": 0.01, "batch_size": 128}
 
-    def collapse_flags_told(trials: int) -> list[bool]:
-        """Run the sweep up to ``trials``; the flags of the completed outcomes told or observed, in order."""
+    def told_completed(trials: int) -> list[tuple[bool, float | None]]:
+        """Run the sweep up to ``trials``; (collapsed, seconds) of the completed outcomes told or observed."""
         config = small_config(sqlite_url, trials=trials, warm_start=[linear], epochs=3)
         driver = SweepLoop(parse_config(config))
         calls = record_outcomes(driver, monkeypatch)
         driver.run()
-        return [outcome.collapsed for _, outcome in calls if isinstance(outcome, Completed)]
+        return [(o.collapsed, o.seconds) for _, o in calls if isinstance(o, Completed)]
 
-    told = collapse_flags_told(6)
+    told = told_completed(6)
     store = Store(sqlite_url)
     sweep, _ = load_sweep(store, "tiny")
     completed = store.trials(sweep.id, [TrialState.COMPLETED])
     flags = [trial.results["collapsed"] == 1.0 for trial in completed]
     assert any(flags) and not all(flags)
-    assert told == flags
-    assert collapse_flags_told(7)[: len(flags)] == flags  # a resume replays them with their flags
+    # The worker's wall time: within the trial's span in the store (which adds queueing and bookkeeping).
+    seconds = [trial.results["trial_seconds"] for trial in completed]
+    for trial, took in zip(completed, seconds, strict=True):
+        assert trial.started_at is not None and trial.finished_at is not None
+        assert 0 < took <= (trial.finished_at - trial.started_at).total_seconds()
+    assert told == list(zip(flags, seconds, strict=True))
+    assert told_completed(7)[: len(flags)] == told  # a resume replays them with their flags and times
 
 
 def test_a_strategy_failure_stops_the_sweep_cleanly_and_resume_finishes_it(
