@@ -110,12 +110,21 @@ def _pool_eval(args: tuple[dict[str, Any], int, int, int | None, str]) -> Any:
 # -- arms ---------------------------------------------------------------------------------------------------
 def worker_idle(trials: Sequence[Any], workers: int = WORKERS) -> float:
     """Share of the workers' time between the first start and the last finish spent outside any trial: the
-    driver's overhead (asks, store writes, hand-over) as the workers see it."""
-    spans = [(t.started_at, t.finished_at) for t in trials if t.started_at and t.finished_at]
-    if not spans:
+    driver's overhead (asks, store writes, hand-over) as the workers see it. A trial's busy time is the wall
+    time its worker measured (``trial_seconds``; the store's span where there is none, e.g. a rejected
+    trial): a worker may take its next trial before the driver has written the last one's finish."""
+    from search._types import TRIAL_SECONDS
+
+    ran = [t for t in trials if t.started_at and t.finished_at]
+    if not ran:
         return math.nan
-    wall = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
-    busy = sum((end - start).total_seconds() for start, end in spans)
+    wall = (max(t.finished_at for t in ran) - min(t.started_at for t in ran)).total_seconds()
+    busy = sum(
+        float(t.results[TRIAL_SECONDS])
+        if TRIAL_SECONDS in (t.results or {})
+        else (t.finished_at - t.started_at).total_seconds()
+        for t in ran
+    )
     return 1.0 - busy / (workers * wall) if wall > 0 else math.nan
 
 

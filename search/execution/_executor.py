@@ -33,7 +33,8 @@ Finished = tuple[int, Outcome | WorkerLost]
 
 
 class Executor(Protocol):
-    """Runs trial jobs: at most ``capacity`` at once; ``collect`` waits up to ``timeout`` seconds for some to
+    """Runs trial jobs: at most ``capacity`` in flight (running, or waiting for the next free worker);
+    ``collect`` waits up to ``timeout`` seconds for some to
     end. ``cancel`` abandons every running job (they are never reported); ``shutdown`` releases workers."""
 
     capacity: int
@@ -80,16 +81,21 @@ def _in_worker_process(job: TrialJob) -> Outcome:
 class ProcessExecutor:
     """Runs trials in a pool of spawned worker processes that die with the loop's process. A worker that
     dies loses its trial (and, as the pool breaks, every running one): they come back as WorkerLost and a
-    fresh pool takes the next jobs."""
+    fresh pool takes the next jobs.
+
+    One job more than there are workers is in flight: a worker that finishes takes the waiting one at once
+    instead of idling through the driver's bookkeeping and next ask (7 % of the time with trials of ~1.5 s).
+    """
 
     def __init__(self, workers: int) -> None:
-        self.capacity = workers
+        self.workers = workers
+        self.capacity = workers + 1
         self._pool = self._new_pool()
         self._running: dict[cf.Future[Outcome], int] = {}
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
-            max_workers=self.capacity,
+            max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=die_with_parent,
         )

@@ -157,13 +157,15 @@ class TrialData:
         return points, next(i for i, row in enumerate(rows) if row.trial_id == trial_id)
 
     def record_worker(self, trial_id: int, *, worker: str, host: str) -> None:
-        """Name the process and host that run a RUNNING trial (a remote executor learns them at start).
+        """Name the process and host that run a RUNNING trial (a remote executor learns them at start),
+        which starts it: a trial may wait in an executor's queue between ``start_trial`` and a free worker.
 
         A trial no longer RUNNING (already finished or requeued) is left as it is.
         """
+        now = utcnow()
         with self._session() as session:
             session.execute(
                 update(TrialRow)
                 .where(TrialRow.id == trial_id, TrialRow.state == TrialState.RUNNING.value)
-                .values(worker=worker, host=host, heartbeat_at=utcnow())
+                .values(worker=worker, host=host, heartbeat_at=now, started_at=now)
             )

@@ -30,7 +30,9 @@ learning over a pool, with exact cost axes). Each ``ask``:
    of cost past the costs it was last fitted on (a ridge-penalised least-squares fit, so costs that move
    together share one slope). A trial *misses* when the task flags it collapsed (a near-constant
    output) or the scheduler prunes it: a second forest, fitted on the 0/1 miss flag of every completed and
-   pruned trial, gives each candidate a probability of missing.
+   pruned trial, gives each candidate a probability of missing. A third one (with the cost trend) predicts
+   a candidate's log wall time from the seconds the completed trials took in their workers (the driver
+   tells them; at least 3 needed).
 3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
    as log10(1 + cost), each axis scaled by the observed range) with the sweep's reference point or, without
    one, the front's nadir plus 10 % of the range. For one quality objective the EHVI is exact and cheap: the
@@ -38,7 +40,10 @@ learning over a pool, with exact cost axes). Each ``ask``:
    the candidate dominates of cell volume times the expected improvement below the threshold. For several
    quality objectives it is a Monte-Carlo estimate (32 common random draws, hypervolumes by ``moocore``).
    Each EHVI is multiplied by the candidate's probability of not missing: a collapsed model scores the
-   constant output's quality and a pruned one has no final quality, so neither improves the front.
+   constant output's quality and a pruned one has no final quality, so neither improves the front. With
+   ``per_second`` (the default) it is also divided by the candidate's predicted wall time over the median
+   trial's: a sweep runs against the clock on a few workers, and a model that takes ten times as long to
+   train must promise ten times the improvement (what a trial adds to the front per second it takes).
    Candidates whose known cost and predicted mean a front member's known cost and predicted mean weakly
    dominate are never proposed (with at least one cost objective): model against model, since a front
    member's observed quality is the lucky one of its noisy draws and a new config's prediction is pulled

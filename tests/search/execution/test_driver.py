@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from objectives import DivergedError
 from search._config import parse_config
 from search._types import Completed
 from search.execution._loop import SweepError, load_sweep, run_sweep
+from search.storage import TrialRecord
 from search.storage._schema import TrialState
 from search.storage._store import Store
 
@@ -484,3 +487,32 @@ def test_a_front_member_outside_the_reference_box_is_not_replicated(sqlite_url: 
     assert [t.replicate_of for t in store.trials(sweep.id) if t.replicate_of is not None] == [
         numbers["cheap"]
     ]
+
+
+def test_a_worker_that_finishes_finds_its_next_trial_waiting(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a pool, the next trial is proposed while every worker is busy, so a worker never waits for the
+    driver's ask; a trial starts when a worker takes it, not when it was queued."""
+    from search.execution._loop import SweepLoop
+
+    driver = SweepLoop(parse_config(small_config(sqlite_url, trials=6, executor={"workers": 2})))
+    running_at_ask: list[int] = []
+    ask = driver.strategy.ask
+    monkeypatch.setattr(
+        driver.strategy, "ask", lambda n: (running_at_ask.append(len(driver._running)), ask(n))[1]
+    )
+    driver.run()
+    assert max(running_at_ask) == 2  # both workers busy: the proposal waits in the pool's queue
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    by_worker: dict[str | None, list[TrialRecord]] = {}
+    for trial in store.trials(sweep.id, [TrialState.COMPLETED]):
+        by_worker.setdefault(trial.worker, []).append(trial)
+    assert None not in by_worker
+    for trials in by_worker.values():
+        trials.sort(key=lambda t: t.number)
+        for before, after in itertools.pairwise(trials):
+            assert before.started_at is not None and after.started_at is not None
+            took = timedelta(seconds=before.results["trial_seconds"])
+            assert after.started_at >= before.started_at + took  # one worker runs one trial at a time

@@ -10,6 +10,7 @@ from hwnas_toy import TOY, hwnas, make_oracle, run, toy_ops, toy_quality
 
 from search._types import Completed, Failed, Objective, Outcome, Pruned, Rejected
 from search.strategies import make_strategy
+from search.strategies.hwnas import HwnasStrategy
 from search.strategies.hwnas._candidates import _config_key
 from search.strategies.hwnas._models import QualityModel
 
@@ -138,6 +139,31 @@ def test_without_a_miss_every_config_trains_with_probability_one() -> None:
     config = TOY.canonicalize(TOY.sample(np.random.default_rng(0)))
     costs = strategy._transform_costs({"ops": toy_ops(config)})
     assert strategy._miss_probability(strategy._features([config], costs[None, :])).tolist() == [0.0]
+
+
+# -- wall time ------------------------------------------------------------------------------------------------
+def test_the_time_model_predicts_which_configs_train_slowly_and_only_from_told_seconds() -> None:
+    def relative_seconds(strategy: HwnasStrategy, lr: float) -> float:
+        config = TOY.canonicalize({"n_layers": 1, "width0": 16, "bits": 4, "lr": lr})
+        costs = strategy._transform_costs({"ops": toy_ops(config)})
+        return float(strategy._relative_seconds(strategy._features([config], costs[None, :]))[0])
+
+    timed, untimed, off = hwnas(n_initial=2), hwnas(n_initial=2), hwnas(n_initial=2, per_second=False)
+    for width in (8, 16, 32):
+        for lr in (3e-3, 0.05):
+            config = {"n_layers": 1, "width0": width, "bits": 4, "lr": lr}
+            values = {"emd_mean": toy_quality(config), "ops": toy_ops(config)}
+            seconds = 30.0 if lr > 0.01 else 3.0  # a tenfold slower region the costs do not show
+            timed.observe(config, Completed(values, seconds=seconds))
+            off.observe(config, Completed(values, seconds=seconds))
+            untimed.observe(config, Completed(values))
+    for strategy in (timed, untimed, off):
+        assert strategy._fitted_model() is not None
+    assert timed.state_dict()["time_model"] is True
+    assert relative_seconds(timed, 0.06) > 2.0 and relative_seconds(timed, 2e-3) < 0.5
+    for strategy in (untimed, off):  # no seconds told, or option per_second off: every config alike
+        assert strategy.state_dict()["time_model"] is False
+        assert relative_seconds(strategy, 0.06) == relative_seconds(strategy, 2e-3) == 1.0
 
 
 # -- the trend in the costs ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import moocore
 import numpy as np
 import pytest
-from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run, toy_ops
+from hwnas_toy import OBJECTIVES, TOY, hwnas, make_oracle, run, toy_ops, toy_quality
 
 from search._types import Completed, Objective, Outcome, Pruned
 from search.strategies import StrategyError, make_strategy
@@ -41,6 +41,7 @@ def test_resume_rebuilds_the_dedup_set_and_the_model() -> None:
         ({"n_initial": 1}, "option 'n_initial' of strategy 'hwnas' must be >= 2, got 1"),
         ({"cost_calls": 0}, "option 'cost_calls' of strategy 'hwnas' must be >= 1, got 0"),
         ({"pin_compression": "yes"}, "option 'pin_compression' of strategy 'hwnas' must be bool, got 'yes'"),
+        ({"per_second": 1}, "option 'per_second' of strategy 'hwnas' must be bool, got 1"),
         (
             {"model": "gp", "trees": 16},
             "option 'trees' of strategy 'hwnas' applies only to model 'rf', got model 'gp'",
@@ -167,3 +168,35 @@ def test_a_region_where_every_trial_collapses_or_is_pruned_is_left() -> None:
         strategy.tell(proposal.key, outcome(checked, number))
         tiny += number >= 6 and toy_ops(checked) < 300
     assert tiny <= 12, f"{tiny} of 34 proposals after the initial phase went to the region that misses"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_second_the_search_spends_less_of_its_clock_where_trials_train_slowly(seed: int) -> None:
+    """Half the space trains ten times slower at the same quality (the toy's quality is symmetric in log lr
+    about 10**-2.5): weighed per second, a search runs fewer trials there, and spends less time."""
+
+    def spent(per_second: bool) -> tuple[int, float]:
+        strategy = make_strategy(
+            "hwnas",
+            TOY,
+            OBJECTIVES,
+            seed=seed,
+            options={"n_initial": 6, "per_second": per_second},
+            costs=make_oracle()[0],
+        )
+        slow, clock = 0, 0.0
+        for number in range(36):
+            (proposal,) = strategy.ask(1)
+            config = TOY.validate(proposal.config)
+            assert not isinstance(config, Infeasible)
+            seconds = 10.0 if config["lr"] < 10**-2.5 else 1.0
+            values = {"emd_mean": toy_quality(config), "ops": toy_ops(config)}
+            strategy.tell(proposal.key, Completed(values, seconds=seconds))
+            if number >= 6:
+                slow += seconds > 1.0
+                clock += seconds
+        return slow, clock
+
+    (slow_on, clock_on), (slow_off, clock_off) = spent(True), spent(False)
+    assert slow_on <= 8, f"{slow_on} of 30 trials after the initial phase in the slow half"
+    assert slow_on < slow_off and clock_on < 0.75 * clock_off
