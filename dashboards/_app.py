@@ -116,7 +116,9 @@ def create_app(store_url: str, *, allowed_hosts: Sequence[str] = LOCAL_HOSTS) ->
 
     @app.exception_handler(views.BadQuery)
     def bad_query(_request: Request, exc: views.BadQuery) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        # The shape of FastAPI's own 422 answers (the schema documents one shape per status code).
+        error = {"loc": ["query", exc.parameter], "msg": str(exc), "type": "value_error"}
+        return JSONResponse({"detail": [error]}, status_code=422)
 
     @app.exception_handler(ResultsError)
     def unreadable(_request: Request, exc: ResultsError) -> JSONResponse:

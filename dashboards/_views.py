@@ -372,7 +372,11 @@ def _json_safe(value: Any) -> Any:
 
 
 class BadQuery(ValueError):
-    """A query parameter the API cannot use (the message names it and what is allowed)."""
+    """A query parameter the API cannot use (``parameter``; the message names it and what is allowed)."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 _FIXED_SORTS = ("number", "state", "fidelity", "duration", "finished")
@@ -408,11 +412,15 @@ def table(
     known = {p.name for p in live.derived("params", lambda: params(live))}
     allowed = [*_FIXED_SORTS, *(f"results.{n}" for n in names), *(f"params.{p}" for p in sorted(known))]
     if sort not in allowed:
-        raise BadQuery(f"sort={sort!r} is not allowed; allowed: {', '.join(allowed)}")
+        raise BadQuery("sort", f"sort={sort!r} is not allowed; allowed: {', '.join(allowed)}")
     if (param is None) != (value is None):
-        raise BadQuery("filter by a parameter with both `param` and `value`")
+        raise BadQuery(
+            "param" if param is None else "value", "filter by a parameter with both `param` and `value`"
+        )
     if param is not None and param not in known:
-        raise BadQuery(f"param={param!r} is not a parameter of this sweep; known: {', '.join(sorted(known))}")
+        raise BadQuery(
+            "param", f"param={param!r} is not a parameter of this sweep; known: {', '.join(sorted(known))}"
+        )
     trials = live.trials(live.sweep.id, states or None)
     if param is not None and value is not None:
         trials = [t for t in trials if param in t.params and _matches(t.params[param], value)]

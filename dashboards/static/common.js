@@ -13,7 +13,10 @@ export async function api(path) {
   try { body = await response.json(); } catch { /* not JSON: reported by status below */ }
   if (!response.ok) {
     const detail = body && body.detail;
-    const text = typeof detail === "string" ? detail : detail ? JSON.stringify(detail) : "";
+    // A string, or FastAPI's list of validation errors (each with a msg).
+    const text = typeof detail === "string" ? detail
+      : Array.isArray(detail) ? detail.map((error) => error.msg || JSON.stringify(error)).join("; ")
+      : detail ? JSON.stringify(detail) : "";
     throw new Error(text || `${response.status} ${response.statusText} for ${path}`);
   }
   return body;
