@@ -201,7 +201,14 @@ class SweepConfig(_Frozen):
     reference_point: dict[str, float] | None = None
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     trials: int = Field(20, ge=1, description="trials to run (finished ones count)")
-    time_limit_s: float | None = Field(None, gt=0, description="stop launching trials after this wall time")
+    time_limit_s: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "stop launching trials after this wall time (the running ones finish, and with a local pool "
+            "the one waiting for a worker too)"
+        ),
+    )
     epochs: int = Field(5, ge=1, description="training epochs of a full-fidelity trial")
     patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs")
     stages: list[Stage] = Field(

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 Direction = Literal["minimize", "maximize"]
 
-# The result a worker stores with every trial it trains: its wall time in seconds, from pricing to the end
-# of evaluation (what a trial costs a sweep run against the clock).
+# The result a worker stores with every trial it trains: its wall time in seconds, from the start of training
+# to the end of evaluation (what a trial costs a sweep run against the clock).
 TRIAL_SECONDS = "trial_seconds"
 
 

@@ -354,7 +354,15 @@ class SweepLoop:
         for trial_id, outcome in finished:
             trial, key = self._running.pop(trial_id)
             if isinstance(outcome, WorkerLost):
-                attempts = self.store.get_trial(trial_id).attempts
+                stored = self.store.get_trial(trial_id)
+                attempts = stored.attempts
+                if stored.worker == self.worker:  # no worker took it: it waited in the executor's queue
+                    self.store.requeue_trial(
+                        trial_id, f"{outcome.reason} before it started; queued again", attempt_spent=False
+                    )
+                    if key is not None:
+                        self._retried_keys[trial_id] = key
+                    continue
                 if attempts <= self.config.max_retries:
                     log.warning(
                         "trial %d: %s; queued again (attempt %d)", trial.number, outcome.reason, attempts

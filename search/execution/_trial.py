@@ -219,7 +219,6 @@ def run_trial(job: TrialJob) -> Outcome:
     store = worker_store(job.store_url)
     task = job_task(job.task)
     settings = hw_settings(job.hardware)
-    started = time.perf_counter()
     try:
         torch.manual_seed(job.seed)
         priced = price(job.config, job.task, job.hardware, job.objectives)
@@ -232,6 +231,8 @@ def run_trial(job: TrialJob) -> Outcome:
             return Rejected(reason)
 
         data = task_data(job.task, job.data_seed)
+        # From here: a worker's first trial would otherwise also count loading the data it caches.
+        started = time.perf_counter()
         train_settings = TrainSettings(
             epochs=job.epochs,
             batch_size=int(job.config.get("batch_size", 500)),

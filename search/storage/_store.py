@@ -332,10 +332,14 @@ class Store(TrialData):
             row.attempts += 1
             return _trial_record(row, {})
 
-    def requeue_trial(self, trial_id: int, reason: str) -> None:
-        """RUNNING -> QUEUED: the worker died or the sweep was interrupted; the same trial runs again."""
+    def requeue_trial(self, trial_id: int, reason: str, *, attempt_spent: bool = True) -> None:
+        """RUNNING -> QUEUED: the worker died or the sweep was interrupted; the same trial runs again.
+        ``attempt_spent=False``: no worker ever took it (it waited in an executor's queue), so the attempt
+        ``start_trial`` counted is given back."""
         with self._session() as session:
             row = self._transition(session, trial_id, TrialState.QUEUED)
+            if not attempt_spent:
+                row.attempts = max(0, row.attempts - 1)
             row.error = reason
             row.fidelity = 0
             session.execute(delete(TrialMetricRow).where(TrialMetricRow.trial_id == trial_id))

@@ -93,11 +93,12 @@ Outcome        hwnas
 Completed      enters the quality model and the front (finite values); a quality of ±inf (diverged) is
                treated as Failed. One flagged ``collapsed`` is also a miss for the miss model (it stays
                quality data: left out, a region where every trial misses would keep the optimistic
-               prediction it gets from elsewhere, never corrected since none of its trials trains).
+               prediction it gets from elsewhere, never corrected since none of its trials trains). Its
+               told seconds train the time model.
 Pruned         counts as finished for ``n_initial`` and is never proposed again, a miss for the miss model,
                but no quality data and never in the front: its partial value is an early rung's, where
                ECON-T models still sit on the constant-output plateau they leave later (fed as targets,
-               these made the model rate every architecture alike).
+               these made the model rate every architecture alike), and no time data (it stopped early).
 Failed         enters the quality model with the worst completed quality of each objective: a crashed or
                diverged config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
 Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its

@@ -309,11 +309,13 @@ class _Modelling(_Candidates):
             self._fit_miss_model()
         except Exception as exc:
             self._miss_fitted = False
+            self._miss_model.reset()  # a full refit next time, never trees of two fits
             log.warning("strategy 'hwnas': fitting the miss model failed: %s", exc)
         try:
             self._fit_time_model()
         except Exception as exc:
             self._time_fitted = False
+            self._time_model.reset()
             log.warning("strategy 'hwnas': fitting the time model failed: %s", exc)
 
     def _fitted_model(self) -> QualityModel | None:

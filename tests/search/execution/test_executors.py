@@ -136,3 +136,32 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_trial_still_waiting_for_a_worker_when_the_pool_breaks_keeps_its_attempt(sqlite_url: str) -> None:
+    executor = ProcessExecutor(1)  # capacity 2: one trial runs, the other waits for the worker
+    sweep = {**config(sqlite_url, epochs=200), "trials": 2, "max_retries": 0}
+    loop = SweepLoop(parse_config(sweep), executor=executor)
+    try:
+        trials = []
+        for number in range(2):
+            params = {**get_preset("econt_baseline"), "lr": 1e-3 * (number + 1)}
+            made = loop.store.create_trial(loop.sweep.id, params, config_hash=f"waiting-{number}")
+            trial = loop.store.start_trial(made.id, worker=loop.worker, host=loop.host)
+            loop._running[trial.id] = (trial, None)
+            executor.submit(loop._job(trial))
+            trials.append(trial)
+        running, waiting = trials
+        os.kill(worker_pid(loop, running), signal.SIGKILL)
+        finished: list[Finished] = []
+        deadline = time.monotonic() + 60
+        while len(finished) < 2 and time.monotonic() < deadline:
+            finished += executor.collect(1.0)
+        assert sorted(trial_id for trial_id, _ in finished) == [running.id, waiting.id]
+        assert all(isinstance(outcome, WorkerLost) for _, outcome in finished)
+        loop._collect(finished)
+        assert loop.store.get_trial(running.id).state is TrialState.FAILED  # max_retries 0: its attempt ran
+        again = loop.store.get_trial(waiting.id)
+        assert again.state is TrialState.QUEUED and again.attempts == 0
+    finally:
+        executor.shutdown()
