@@ -34,8 +34,8 @@ Finished = tuple[int, Outcome | WorkerLost]
 
 class Executor(Protocol):
     """Runs trial jobs: at most ``capacity`` in flight (running, or waiting for the next free worker);
-    ``collect`` waits up to ``timeout`` seconds for some to
-    end. ``cancel`` abandons every running job (they are never reported); ``shutdown`` releases workers."""
+    ``collect`` waits up to ``timeout`` seconds for some to end. ``cancel`` abandons every running job (they
+    are never reported); ``shutdown`` releases workers."""
 
     capacity: int
 
@@ -88,14 +88,14 @@ class ProcessExecutor:
     """
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
+        self._workers = workers
         self.capacity = workers + 1
         self._pool = self._new_pool()
         self._running: dict[cf.Future[Outcome], int] = {}
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(
-            max_workers=self.workers,
+            max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=die_with_parent,
         )

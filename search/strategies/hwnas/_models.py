@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -259,36 +259,38 @@ class _Modelling(_Candidates):
             if r.kind == "completed" and all(math.isfinite(r.values[name]) for name in self._quality_names)
         ]
 
-    def _fit_miss_model(self) -> None:
-        """Fit the miss model on the completed and pruned trials (a miss: pruned or collapsed), once there
-        was a miss."""
-        data = [*self._completed_records(), *(r for r in self._records if r.kind == "pruned")]
-        rows = [(r, row) for r in data if (row := self._record_costs(r)) is not None]
-        labels = np.array([[float(r.collapsed or r.kind == "pruned")] for r, _ in rows])
-        self._miss_fitted = False
-        if labels.any() and len(rows) >= 2:
-            costs = np.array([row for _, row in rows]).reshape(len(rows), -1)
-            self._miss_model.fit(self._features([r.config for r, _ in rows], costs), labels)
-            self._miss_fitted = True
+    def _costed(self, records: Sequence[_Record]) -> tuple[list[_Record], np.ndarray]:
+        """The records whose costs are known, and their features (encoding plus cost columns)."""
+        rows = [(r, costs) for r in records if (costs := self._record_costs(r)) is not None]
+        if not rows:
+            return [], np.zeros((0, 1))
+        kept = [r for r, _ in rows]
+        return kept, self._features([r.config for r in kept], np.array([c for _, c in rows]))
 
-    def _fit_time_model(self) -> None:
+    def _fit_miss_model(self) -> bool:
+        """Fit the miss model on the completed and pruned trials (a miss: pruned or collapsed), once there
+        was a miss; whether it is fitted."""
+        data = [*self._completed_records(), *(r for r in self._records if r.kind == "pruned")]
+        kept, features = self._costed(data)
+        labels = np.array([[float(r.collapsed or r.kind == "pruned")] for r in kept])
+        if not labels.any() or len(kept) < 2:
+            return False
+        self._miss_model.fit(features, labels)
+        return True
+
+    def _fit_time_model(self) -> bool:
         """Fit the time model on the log wall time of the completed trials that told one (at least
-        ``_MIN_COMPLETED``), unless option ``per_second`` is off."""
-        self._time_fitted = False
+        ``_MIN_COMPLETED``), unless option ``per_second`` is off; whether it is fitted."""
         if not self.options["per_second"]:
-            return
-        rows = [
-            (r, row, r.seconds)
-            for r in self._completed_records()
-            if r.seconds is not None and r.seconds > 0 and (row := self._record_costs(r)) is not None
-        ]
-        if len(rows) < _MIN_COMPLETED:
-            return
-        log_seconds = np.log([[seconds] for _, _, seconds in rows])
-        costs = np.array([row for _, row, _ in rows]).reshape(len(rows), -1)
-        self._time_model.fit(self._features([r.config for r, _, _ in rows], costs), log_seconds)
+            return False
+        timed = [r for r in self._completed_records() if r.seconds is not None and r.seconds > 0]
+        kept, features = self._costed(timed)
+        if len(kept) < _MIN_COMPLETED:
+            return False
+        log_seconds = np.log([[r.seconds or 0.0] for r in kept])  # all > 0, kept above
+        self._time_model.fit(features, log_seconds)
         self._typical_log_seconds = float(np.median(log_seconds))
-        self._time_fitted = True
+        return True
 
     def _relative_seconds(self, features: np.ndarray) -> np.ndarray:
         """Each config's predicted wall time over the median trial's (ones without a time model), (rows,)."""
@@ -305,18 +307,8 @@ class _Modelling(_Candidates):
     def _fit_side_models(self) -> None:
         """Fit the miss and time models, each on its own: one that cannot be fitted is left out of the
         acquisition (logged), the search goes on as if no config missed or all took the same time."""
-        try:
-            self._fit_miss_model()
-        except Exception as exc:
-            self._miss_fitted = False
-            self._miss_model.reset()  # a full refit next time, never trees of two fits
-            log.warning("strategy 'hwnas': fitting the miss model failed: %s", exc)
-        try:
-            self._fit_time_model()
-        except Exception as exc:
-            self._time_fitted = False
-            self._time_model.reset()
-            log.warning("strategy 'hwnas': fitting the time model failed: %s", exc)
+        self._miss_fitted = _guarded_fit("miss", self._fit_miss_model, self._miss_model)
+        self._time_fitted = _guarded_fit("time", self._fit_time_model, self._time_model)
 
     def _fitted_model(self) -> QualityModel | None:
         if not self._quality_names:
@@ -349,3 +341,14 @@ class _Modelling(_Candidates):
             log.warning("strategy 'hwnas': %s; proposing space-filling draws", problem)
         self._warned = kind if problem else None
         return self._model
+
+
+def _guarded_fit(what: str, fit: Callable[[], bool], model: QualityModel) -> bool:
+    """Run ``fit``; on an error log it and reset ``model`` (a full refit next time, never trees of two
+    fits). Whether the model is fitted."""
+    try:
+        return fit()
+    except Exception as exc:
+        model.reset()
+        log.warning("strategy 'hwnas': fitting the %s model failed: %s", what, exc)
+        return False
