@@ -7,7 +7,8 @@ its attributes plus ``register_task(name, factory)``; the built-ins (econt, wave
 register that way, and plugins are loaded by :func:`load_task_plugin` (``file.py:Class``, ``module:Class``)
 or from the ``hwnas.tasks`` entry-point group. See docs/tasks.md.
 Metrics: :func:`emd_hex` (exact, fast hexagonal EMD), :func:`emd_1d`, :func:`integral_error`,
-:func:`telescope_loss`, :func:`charge_weighted_mse`. Training: :func:`train` with :class:`TrainSettings`; :func:`fit` (train, node pruning's rebuild included).
+:func:`telescope_loss`, :func:`charge_weighted_mse`. Training: :func:`train` with :class:`TrainSettings`; :func:`fit` (train, node pruning's rebuild included);
+knowledge distillation from a frozen teacher with :class:`Distillation` (``Task.distill_loss``).
 Data: loaders for the real file formats, calibrated synthetic generators, normalisation, seeded splits.
 
 Example::
@@ -36,7 +37,7 @@ from objectives._registry import (
 )
 from objectives._synth import synth_econt, synth_waveform
 from objectives._tasks import Task, TaskData, summarize
-from objectives._train import TRAIN_KEY_RANGES, TrainResult, TrainSettings, fit, train
+from objectives._train import TRAIN_KEY_RANGES, Distillation, TrainResult, TrainSettings, fit, train
 from objectives._transform import denormalize, normalize, split_indices
 from objectives._trigger import synth_trigger
 
@@ -49,6 +50,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "TRAIN_KEY_RANGES",
     "DataError",
+    "Distillation",
     "DivergedError",
     "EMDResult",
     "FileSummary",

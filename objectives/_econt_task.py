@@ -75,6 +75,10 @@ class EcontTask(Task):
     default_space = "econt"
     synth_options = MappingProxyType({"pileup": "mean pile-up charge per cell, ADC counts; default 0"})
 
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """MSE to the teacher's reconstruction on the 48 cells (its padding pixels are not charge)."""
+        return nn.functional.mse_loss(from_8x8(student), from_8x8(teacher))
+
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
         """(N, 48) float32 charges in CALQ order from a CSV (public or with header) or .npy file."""
         return load_econt(path, max_rows=max_rows)

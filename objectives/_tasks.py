@@ -157,6 +157,13 @@ class Task(ABC):
         """The training loss (a differentiable scalar, mean over the batch)."""
         return self._loss(pred, target)
 
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """How far the student's outputs are from a teacher's on the same batch (knowledge distillation; a
+        differentiable scalar, mean over the batch). Default: the MSE of the outputs, which suits
+        autoencoders and regressions (``temperature`` is unused); a classifier overrides it with softened
+        logits."""
+        return nn.functional.mse_loss(student, teacher)
+
     # -- the model ---------------------------------------------------------------------------------------
     @property
     def model_input(self) -> spaces.ModelInput:

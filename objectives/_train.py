@@ -116,6 +116,28 @@ class TrainResult:
     stopped_early: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class Distillation:
+    """Knowledge distillation: train against a frozen ``teacher`` as well as the targets.
+
+    The training objective becomes ``(1 - alpha) * task.loss + alpha * task.distill_loss(student, teacher,
+    temperature)``; alpha 0 is plain training (the teacher is not run). The teacher is built for the same
+    inputs as the student and scored in eval mode without gradients.
+    """
+
+    teacher: nn.Module
+    alpha: float = 0.5
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.alpha <= 1.0):
+            raise ObjectivesError(f"distillation alpha must be in [0, 1], got {self.alpha}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ObjectivesError(
+                f"distillation temperature must be a finite value > 0, got {self.temperature}"
+            )
+
+
 def _finite_or_raise(value: torch.Tensor, epoch: int, what: str) -> float:
     number = float(value.detach())
     if not math.isfinite(number):
@@ -130,7 +152,12 @@ def _hook(model: nn.Module, name: str) -> Callable[..., Any] | None:
 
 
 def train(
-    model: nn.Module, task: Task, data: TaskData, settings: TrainSettings, report: Reporter | None = None
+    model: nn.Module,
+    task: Task,
+    data: TaskData,
+    settings: TrainSettings,
+    report: Reporter | None = None,
+    distill: Distillation | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train_x`` with ``task.loss`` against ``data.train_targets``
     (``data.train_y`` of a supervised task; the input itself for an autoencoder).
@@ -147,7 +174,9 @@ def train(
     ``patience``. ``model.after_training()``, if present, runs at the end (it switches quantizers back
     on). With ``patience`` set, the weights of the best validation epoch are restored at the end (buffers
     such as pruning masks included: it is that epoch's model). The global torch RNG state is left as it
-    was.
+    was. With ``distill`` the step's objective mixes in the distillation loss (:class:`Distillation`);
+    ``train_loss`` and ``val_loss`` stay the task loss. The teacher's outputs on the training rows are
+    computed once, before the first epoch (it is frozen: they are the same every epoch).
 
     Raises DivergedError as soon as a training or validation loss is NaN or infinite (naming the epoch
     and value), ObjectivesError when the training or validation set is empty.
@@ -171,6 +200,10 @@ def train(
     order_generator = torch.Generator().manual_seed(settings.seed)
     train_x = data.train_x
     train_y, val_y = data.train_targets, data.val_targets  # task hook: supervised targets, else the input
+    if distill is not None and distill.alpha > 0:
+        taught: torch.Tensor | None = predict(distill.teacher, train_x)
+    else:
+        taught = None
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     stopped_early = False
@@ -185,8 +218,14 @@ def train(
             for start in range(0, train_x.shape[0], settings.batch_size):
                 rows = order[start : start + settings.batch_size]
                 batch = train_x[rows]
-                loss = task.loss(model(batch), train_y[rows])
-                objective = loss + regularization() if regularization is not None else loss
+                pred = model(batch)
+                loss = task.loss(pred, train_y[rows])
+                objective = loss
+                if distill is not None and taught is not None:
+                    soft = task.distill_loss(pred, taught[rows], distill.temperature)
+                    objective = (1 - distill.alpha) * loss + distill.alpha * soft
+                if regularization is not None:
+                    objective = objective + regularization()
                 _finite_or_raise(objective, epoch, "training loss")
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
@@ -229,6 +268,7 @@ def fit(
     settings: TrainSettings,
     report: Reporter | None = None,
     on_rebuild: Callable[[nn.Module], None] | None = None,
+    distill: Distillation | None = None,
 ) -> tuple[nn.Module, TrainResult]:
     """Train ``model`` as :func:`train` does and return (the trained model, the result).
 
@@ -241,7 +281,7 @@ def fit(
     learning-rate warm-up, as retraining is) after ``model.set_stage(kind)``; a gated model is rebuilt
     after each ``prune`` stage (and after the last stage if it still is). Only the last run early-stops
     (``patience``). Either way epochs are reported and recorded 1..``settings.epochs`` across the runs.
-    Raises what :func:`train` raises.
+    ``distill`` applies to every run. Raises what :func:`train` raises.
     """
     if settings.stages:
         plan = [(kind, epochs) for kind, epochs in settings.stages]
@@ -249,7 +289,7 @@ def fit(
         gating = max(1, round(_GATING_FRACTION * settings.epochs)) if settings.epochs > 1 else 1
         plan = [("", gating), ("", settings.epochs - gating)]  # "": the model's own schedule
     else:
-        return model, train(model, task, data, settings, report)
+        return model, train(model, task, data, settings, report, distill)
     done = 0
     results: list[TrainResult] = []
     for index, (kind, epochs) in enumerate(plan):
@@ -266,7 +306,7 @@ def fit(
 
             patience = settings.patience if last else None
             stage = dataclasses.replace(settings, epochs=epochs, patience=patience, stages=())
-            results.append(train(model, task, data, stage, shifted))
+            results.append(train(model, task, data, stage, shifted, distill))
             done += results[-1].epochs_run
         if getattr(model, "gated", False) and (kind in ("", "prune") or last):
             model = model.prune_nodes()  # type: ignore[operator]

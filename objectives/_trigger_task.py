@@ -67,6 +67,24 @@ def trigger_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((curvature + charge) * present + presence).mean()
 
 
+def trigger_distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over events: (curvature MSE x 10 + T^2 KL of the softened charge logits), weighted by the
+    teacher's muon probability (its pT and charge mean nothing where it sees no muon), + T^2 KL of the
+    softened presence logits. Each KL is that of two Bernoulli distributions, sigmoid(teacher / T) to
+    sigmoid(student / T); the T^2 keeps the gradients' scale independent of T (Hinton et al. 2015)."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+
+    def softened_kl(column: int) -> torch.Tensor:
+        soft = torch.sigmoid(teacher[:, column] / temperature)
+        cross = bce(student[:, column] / temperature, soft, reduction="none")
+        entropy = bce(teacher[:, column] / temperature, soft, reduction="none")
+        return (cross - entropy) * temperature**2
+
+    present = torch.sigmoid(teacher[:, 2])
+    curvature = (student[:, 0] - teacher[:, 0]) ** 2 * 10.0
+    return ((curvature + softened_kl(1)) * present + softened_kl(2)).mean()
+
+
 def trigger_metrics(pred: torch.Tensor, raw: np.ndarray, threshold: float = PT_THRESHOLD) -> dict[str, float]:
     """The four physics metrics of predictions ``pred`` (N, 3) against events ``raw`` (module docstring)."""
     out = pred.double().numpy()
@@ -124,6 +142,10 @@ class TriggerTask(Task):
     def on_chip(self, model: spaces.Autoencoder) -> nn.Module:
         """All of it: the whole network runs on chip (``model.encoder`` is the full network)."""
         return model.encoder
+
+    def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Soft targets: :func:`trigger_distill_loss`."""
+        return trigger_distill_loss(student, teacher, temperature)
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
         return load_trigger(path, layers=self.layers, max_rows=max_rows)
