@@ -22,10 +22,19 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from search._types import Direction, Objective
 
@@ -190,6 +199,84 @@ class Stage(_Frozen):
     epochs: int = Field(ge=1)
 
 
+class SweepTrialTeacher(_Frozen):
+    """A distillation teacher: a trial of another sweep in the same store."""
+
+    sweep: str
+    trial: int = Field(ge=0, description="the trial's number (from 0)")
+
+
+class CheckpointTeacher(_Frozen):
+    """A distillation teacher: a saved state dict and the model config it belongs to."""
+
+    checkpoint: str = Field(description="a torch state dict file (torch.save(model.state_dict()))")
+    config: str | dict[str, Any] = Field(description="the model config: a mapping or a YAML/JSON file")
+
+
+_TEACHER_FORMS = (
+    "a trial number of this sweep, a preset name, {sweep: NAME, trial: NUMBER} or "
+    "{checkpoint: PATH, config: PATH or mapping}"
+)
+
+
+def _teacher_form(value: Any) -> str | None:
+    """Which of the teacher forms ``value`` is (a callable discriminator: precise errors per form)."""
+    # The tags appear in error paths, e.g. `distill.teacher.{sweep, trial}.trial: Field required`.
+    if isinstance(value, CheckpointTeacher) or (isinstance(value, dict) and "checkpoint" in value):
+        return "{checkpoint, config}"
+    if isinstance(value, SweepTrialTeacher) or (isinstance(value, dict) and "sweep" in value):
+        return "{sweep, trial}"
+    if isinstance(value, bool):
+        return None
+    return "trial number" if isinstance(value, int) else "preset" if isinstance(value, str) else None
+
+
+Teacher = Annotated[
+    Annotated[int, Tag("trial number"), Field(ge=0)]
+    | Annotated[str, Tag("preset")]
+    | Annotated[SweepTrialTeacher, Tag("{sweep, trial}")]
+    | Annotated[CheckpointTeacher, Tag("{checkpoint, config}")],
+    Discriminator(
+        _teacher_form,
+        custom_error_type="teacher_form",
+        custom_error_message=f"a teacher is {_TEACHER_FORMS}",
+    ),
+]
+
+
+class DistillConfig(_Frozen):
+    """Knowledge distillation of every trial from one teacher (README, "Knowledge distillation")."""
+
+    teacher: Teacher
+    alpha: float = Field(
+        0.5, description="share of the distillation loss: (1 - alpha) * task loss + alpha * distillation"
+    )
+    temperature: float = Field(2.0, description="softening of a classifier's logits (autoencoders: unused)")
+    epochs: int | None = Field(
+        None, ge=1, description="epochs a preset teacher trains (default: the sweep's epochs)"
+    )
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_in_range(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"alpha {value} is outside [0, 1]; allowed: a share from 0 (no teacher) to 1")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_positive(cls, value: float) -> float:
+        if not (value > 0 and value != float("inf")):
+            raise ValueError(f"temperature {value} must be a finite value > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _epochs_of_a_preset(self) -> DistillConfig:
+        if self.epochs is not None and not isinstance(self.teacher, str):
+            raise ValueError("epochs only applies to a preset teacher (the others are trained already)")
+        return self
+
+
 class SweepConfig(_Frozen):
     """A whole sweep. Unknown keys are errors; defaults are the documented ones."""
 
@@ -219,6 +306,14 @@ class SweepConfig(_Frozen):
             "sparsity ramps to the config's target and node gates close (the network is then rebuilt "
             "smaller), quantize = quantizers on from here, retrain = fine-tune; each stage restarts Adam. "
             "epochs becomes their total. Empty: the fraction-based schedule"
+        ),
+    )
+    distill: DistillConfig | None = Field(
+        None,
+        description=(
+            "knowledge distillation of every trial: {teacher, alpha, temperature, epochs}; the teacher is "
+            "a trial of this sweep (later trials learn from it), a preset (trained once in the store), "
+            "{sweep, trial} or {checkpoint, config}"
         ),
     )
     warm_start: list[str | dict[str, Any]] = Field(
@@ -327,6 +422,7 @@ class SweepConfig(_Frozen):
             # Sweeps without a scheduler keep the fingerprint they had before schedulers existed.
             *(["scheduler"] if self.scheduler.kind == "none" else []),
             *([] if self.stages else ["stages"]),  # likewise sweeps without stages
+            *([] if self.distill else ["distill"]),  # and without distillation
         ]
         exclude: dict[str, Any] = dict.fromkeys(excluded, True)
         if self.task.plugin is None:  # hashes as before the plugin key existed: older sweeps still resume
@@ -353,9 +449,13 @@ def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # an optional section (`distill: DistillConfig | None`) holds the model's keys too
+        models = [
+            a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if not models:
             return []
-        model = annotation
+        model = models[0]
     return list(model.model_fields)
 
 
@@ -390,7 +490,10 @@ def _describe(error: ValidationError, source: str) -> str:
             where, message = match.group(1), message[match.end() :]
         if item["type"] == "extra_forbidden":
             key = str(item["loc"][-1]) if item["loc"] else ""
-            message = "unknown key" + _did_you_mean(key, _keys_at(tuple(item["loc"])))
+            allowed = _keys_at(tuple(item["loc"]))
+            message = "unknown key" + _did_you_mean(key, allowed)
+            if len(item["loc"]) > 1 and allowed:  # a section's keys are few enough to list
+                message += f"; allowed: {', '.join(allowed)}"
         elif item["type"] == "literal_error":
             message = f"got {item['input']!r}; {message.lower()}"
         lines.append(f"  - {where}: {message}")

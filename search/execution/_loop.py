@@ -32,6 +32,7 @@ import numpy as np
 
 from search._config import SweepConfig
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
+from search.execution._distill import TeacherJob, launch_teacher, trial_teacher
 from search.execution._executor import Executor, Finished, WorkerLost
 from search.execution._liveness import Heartbeat, ctrl_c_latch
 from search.execution._records import (
@@ -93,6 +94,10 @@ class SweepLoop:
         # Everything that can be wrong with the config is checked before the sweep is created.
         self.space, self.warm_start, self.strategy = prepare(config)
         self.rungs = rung_plan(config)
+        # A preset teacher is trained here, once per store, before any worker starts.
+        self.teacher = launch_teacher(config)
+        teacher = config.distill.teacher if config.distill is not None else None
+        self._teacher_trial = teacher if isinstance(teacher, int) else None
         self.executor = executor or make_executor(config)
         try:
             self.store = Store(config.store)
@@ -273,6 +278,28 @@ class SweepLoop:
             return outcome_of(trial, self.objectives)
         return Failed(f"duplicate of trial {trial.number}, which has not finished")
 
+    def _pending_teacher(self) -> TrialRecord | None:
+        """With a trial of this sweep as the teacher: that trial while it exists unfinished (the trials after
+        it wait: they learn from it). Once it has finished it becomes ``self.teacher`` (SweepError, which
+        stops the sweep, if it did not complete)."""
+        if self._teacher_trial is None or self.teacher is not None:
+            return None
+        trials = self.store.trials(self.sweep.id)
+        trial = next((t for t in trials if t.number == self._teacher_trial), None)
+        if trial is None or not trial.state.finished:
+            return trial  # None: the next trials are numbered below it and train alone
+        self.teacher = trial_teacher(self.store, trial, self.config)
+        return None
+
+    def _teacher_of(self, trial: TrialRecord) -> TeacherJob | None:
+        if self._teacher_trial is not None and trial.number <= self._teacher_trial:
+            return None  # the teacher and the trials before it train alone
+        if self._pending_teacher() is not None:  # numbered past it while it runs: another driver started it
+            raise SweepError(
+                f"trial {trial.number} would start before its teacher, trial {self._teacher_trial}"
+            )
+        return self.teacher
+
     def _job(self, trial: TrialRecord) -> TrialJob:
         return TrialJob(
             store_url=self.config.store,
@@ -290,6 +317,7 @@ class SweepLoop:
             checkpoint_dir=checkpoint_dir(self.config),
             rungs=self.rungs if trial.replicate_of is None else None,  # replicates confirm, never cut
             stages=tuple((stage.kind, stage.epochs) for stage in self.config.stages),
+            distill=self._teacher_of(trial),
         )
 
     def _launch(self, started: float) -> bool:
@@ -303,11 +331,14 @@ class SweepLoop:
             if limit is not None and time.monotonic() - started >= limit:
                 self.timed_out = True
                 return True
-            queued = self._queued(replicates=True)
+            teacher = self._pending_teacher()
+            if teacher is not None and teacher.state is not TrialState.QUEUED:
+                return True  # the teacher runs: the next trials start once it has finished
+            queued = self._queued(replicates=True) if teacher is None else None
             if queued is None:
                 if self._trained_or_running() >= self.config.trials:
                     return True
-                queued = self._queued(replicates=False)
+                queued = teacher or self._queued(replicates=False)  # a queued teacher goes first
             if queued is not None:
                 key = self._retried_keys.pop(queued.id, None)
                 try:

@@ -113,11 +113,13 @@ def check_user_task(config: SweepConfig, space: Any, warm_start: list[dict[str, 
 def prepare(config: SweepConfig) -> tuple[Any, list[dict[str, Any]], Strategy]:
     """Space, warm-start configs and the first session's strategy of a sweep: every check that needs more
     than the schema."""
+    from search.execution._distill import check_distill
     from search.execution._preflight import check_data, check_space
 
     space = resolve_space(config)
     check_space(config, space)  # domains within the keys' ranges; a sampled config builds
     check_data(config.task)  # the task's checker accepts the data file, which has usable rows
+    check_distill(config)  # the teacher exists, takes the task's inputs and its weights load
     warm_start = warm_start_configs(config, space)
     check_user_task(config, space, warm_start)
     return space, warm_start, build_strategy(config, space, session=1)

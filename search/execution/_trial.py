@@ -23,6 +23,7 @@ import torch
 from search._config import MODEL_METRICS, HardwareConfig, TaskConfig
 from search._types import TRIAL_SECONDS, Completed, Failed, Outcome, Pruned, Rejected
 from search.execution._asha import RungPlan, RungStop
+from search.execution._distill import TeacherJob, distillation
 from search.storage import Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class TrialJob:
     checkpoint_dir: str | None
     rungs: RungPlan | None = None  # ASHA's rungs; None trains to the full epochs (replicates, no scheduler)
     stages: tuple[tuple[str, int], ...] = ()  # a staged training recipe; () = the model's schedule
+    distill: TeacherJob | None = None  # the teacher this trial learns from (knowledge distillation)
 
 
 @functools.lru_cache(maxsize=4)
@@ -231,6 +233,7 @@ def run_trial(job: TrialJob) -> Outcome:
             return Rejected(reason)
 
         data = task_data(job.task, job.data_seed)
+        distill = distillation(job.distill)  # loaded from its checkpoint once per worker process
         # From here: a worker's first trial would otherwise also count loading the data it caches.
         started = time.perf_counter()
         train_settings = TrainSettings(
@@ -264,7 +267,7 @@ def run_trial(job: TrialJob) -> Outcome:
             model = smaller
 
         try:
-            model, result = fit(model, task, data, train_settings, report_epoch, rebuilt)
+            model, result = fit(model, task, data, train_settings, report_epoch, rebuilt, distill)
         except RungStop as stop:
             partial = {**report.totals, **priced.costs, **last, TRIAL_SECONDS: time.perf_counter() - started}
             return Pruned({k: float(v) for k, v in partial.items() if not math.isnan(v)}, fidelity=stop.epoch)
