@@ -14,11 +14,13 @@ import functools
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -196,6 +198,23 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def _sqlite_problem(path: Path) -> str | None:
+    """Why an existing file is not a SQLite database it can read; None if it is. Read through SQLite
+    (immutable: no lock, no -wal/-shm): closing a handle of our own on the file would drop the POSIX locks
+    this process's connections to it hold (see search.results._open)."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
+    try:
+        connection = sqlite3.connect(uri, uri=True)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        return f"cannot be read ({text})" if "unable to open" in text else "is not a SQLite database"
+    return None
+
+
 def check_store(url: str) -> str:
     """Parse the store URL and check, read-only, an existing SQLite file or a PostgreSQL server."""
     from sqlalchemy import create_engine, text
@@ -220,13 +239,9 @@ def check_store(url: str) -> str:
             if not os.access(path.parent, os.W_OK):
                 raise _error(f"store {shown}: directory {str(path.parent)!r} is not writable")
             return f"store {shown}: does not exist yet; launch creates it (directory checked)"
-        try:
-            with path.open("rb") as handle:
-                header = handle.read(16)
-        except OSError as exc:
-            raise _error(f"store {shown}: cannot be read ({exc.strerror})") from None
-        if header and header != b"SQLite format 3\x00":
-            raise _error(f"store {shown}: {str(path)!r} is not a SQLite database")
+        problem = _sqlite_problem(path)
+        if problem is not None:
+            raise _error(f"store {shown}: {str(path)!r} {problem}")
         return f"store {shown}: existing SQLite file (checked read-only)"
     if backend != "postgresql":
         raise _error(f"store backend {backend!r} is not supported; allowed: sqlite, postgresql")

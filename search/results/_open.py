@@ -5,9 +5,13 @@ Contract:
   read-only URI (a missing file is an error, not a new store); PostgreSQL sessions are read-only
   transactions. The schema revision is read from ``alembic_version``: a store that needs migrating, or one
   written by a newer hwnas, is reported (:class:`ResultsError`, a :class:`StoreError`) and left as it is.
-- A SQLite store in WAL mode at rest (no ``-wal`` file: no writer has it open) is read as immutable, so the
-  read leaves no ``-wal``/``-shm`` files behind; if the file changes or a writer appears during a read, the
-  read is repeated through an ordinary read-only connection (which shares the writer's ``-shm``).
+- A SQLite store at rest (no ``-wal`` or ``-journal`` file: no writer has it open in WAL mode or is
+  writing it) is read as immutable, so the read leaves no ``-wal``/``-shm`` files behind; if the file
+  changes or a writer appears during a read, the read is repeated through an ordinary read-only connection
+  (which shares the writer's ``-shm``).
+- The database file is only ever opened by SQLite: closing any other handle on it would drop the POSIX
+  locks that every SQLite connection of this process (a writer's too) holds on it, and another process's
+  last connection would then delete the ``-wal`` and ``-shm`` under them (``disk I/O error``).
 - Imports neither torch, Optuna, Ray nor alembic (the migrations' revisions are read from their files).
 """
 
@@ -79,16 +83,12 @@ def require_store(url: str) -> None:
         )
 
 
-def _wal_mode(path: Path) -> bool:
-    """Whether the SQLite file's header says WAL (bytes 18/19 are 2)."""
-    with path.open("rb") as handle:
-        header = handle.read(20)
-    return len(header) == 20 and header[18] == 2 and header[19] == 2
-
-
 def _fingerprint(path: Path) -> tuple[int, int, int, bool]:
+    """The file's identity, size and time, and whether a writer has it open (WAL) or is writing it (a
+    rollback journal); stat only (see the module docstring on opening the file)."""
     stat = path.stat()
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns, Path(f"{path}-wal").exists()
+    busy = Path(f"{path}-wal").exists() or Path(f"{path}-journal").exists()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, busy
 
 
 class ReadOnlyStore:
@@ -103,8 +103,8 @@ class ReadOnlyStore:
         self._at_rest = (0, 0, 0, False)
         if self._path is not None:
             require_store(url)
-            self._at_rest = _fingerprint(self._path)  # the file as it was when opened, with no -wal
-            self._immutable = _wal_mode(self._path) and not self._at_rest[3]
+            self._at_rest = _fingerprint(self._path)  # the file as it was when opened, with no writer
+            self._immutable = not self._at_rest[3]
         self._engine = self._create_engine()
         self.revision = self._run(self._check_revision)
 
