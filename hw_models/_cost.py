@@ -1,8 +1,9 @@
 """Hardware cost ESTIMATES computed from an hls4ml ModelGraph (no synthesis tool involved).
 
-Formula version ``hwnas-cost/1``. Notation per Dense/Conv layer: N_in, N_out = kernel fan-in/fan-out
+Formula version ``hwnas-cost/2`` (1: binary products at 2 bits). Notation per Dense/Conv layer: N_in, N_out = kernel fan-in/fan-out
 (Dense: n_in, n_out; Conv: n_chan*kernel, n_filt), P = output pixels (1 for Dense), nz = non-zero weights,
-f_p = 1 - nz/(N_in*N_out), b_w / b_a = weight / input bit width read from the graph, RF = reuse factor.
+f_p = 1 - nz/(N_in*N_out), b_w / b_a = weight / input bit width read from the graph (b_w = 1 in products for
+a binary layer: 2-bit weights that are all +-s, as Brevitas' binary quantizer is held), RF = reuse factor.
 
 =================  ===============================================================================
 params             weights + biases; nonzero_params counts the non-zero ones
@@ -48,7 +49,7 @@ from ._convert import check_settings, convert
 from ._errors import HWError, UnsupportedLayerError
 from ._settings import HWSettings
 
-FORMULA_VERSION = "hwnas-cost/1"
+FORMULA_VERSION = "hwnas-cost/2"
 COST_QUANTITIES = (
     "params",
     "nonzero_params",
@@ -304,6 +305,10 @@ def _kernel_cost(
         stream_beats = padded_width * padded_height
     reuse = base["reuse_factor"]
     weight_bits = int(weights.type.precision.width)
+    # fixed<2> is how a binary layer's +-s weights are held; a product with a sign is 1 bit wide.
+    magnitudes = np.abs(np.asarray(weights.data)).ravel()
+    binary = weight_bits == 2 and magnitudes[0] > 0 and bool(np.all(magnitudes == magnitudes[0]))
+    product_bits = 1 if binary else weight_bits
     input_bits = base["input_bits"]
     synapses = fan_in * fan_out
     nonzero = int(weights.nonzeros)
@@ -330,10 +335,10 @@ def _kernel_cost(
         ops=2 * pixels * synapses + (pixels * fan_out if has_bias else 0),
         bops=pixels
         * synapses
-        * (kept * input_bits * weight_bits + input_bits + weight_bits + math.log2(fan_in)),
+        * (kept * input_bits * product_bits + input_bits + product_bits + math.log2(fan_in)),
         multipliers=multipliers,
         dsp=dsp,
-        lut=LUT_PER_BIT_PRODUCT * (multipliers - dsp) * input_bits * weight_bits,
+        lut=LUT_PER_BIT_PRODUCT * (multipliers - dsp) * input_bits * product_bits,
         bram=math.ceil(synapses * weight_bits / (reuse * BRAM_WIDTH_BITS)) if resource and reuse > 1 else 0,
         latency_cycles=ii + _tree_depth(fan_in, levels_per_cycle) + _KERNEL_PIPELINE_CYCLES,
         ii=ii,

@@ -12,7 +12,10 @@ Three kinds, all `Constraint`:
 - a named built-in (YAML ``{builtin: NAME, ...options}``), see ``BUILTIN_CONSTRAINTS``:
   ``conv_shape`` (option ``input_size``, default 8): the conv stack described by ``n_conv`` and
   ``conv<i>_kernel/_stride/_pool`` must keep every feature map at least 1x1; the reason names the layer;
-  ``strip_shape`` (option ``width``, default 384): the same along the strips of a ``strip_cnn``.
+  ``strip_shape`` (option ``width``, default 384): the same along the strips of a ``strip_cnn``;
+  ``conv_coverage`` (no options): every conv layer's stride is at most its kernel, so no layer skips rows
+  and columns of its input (a kernel-1 stride-4 layer reads 1 pixel in 16 and its model cannot learn what
+  it never sees; benchmarks/collapse.txt).
 """
 
 from __future__ import annotations
@@ -177,10 +180,26 @@ def _strip_shape(width: int = 384) -> Check:
     return check
 
 
+def _conv_coverage() -> Check:
+    def check(config: Mapping[str, Any]) -> str | None:
+        if "n_conv" not in config:
+            return None
+        for i, layer in enumerate(_shapes.conv_layers(config)):
+            if layer.stride > layer.kernel:
+                return (
+                    f"conv{i}: stride {layer.stride} > kernel {layer.kernel} skips rows and columns of its "
+                    "input (the layer never reads them)"
+                )
+        return None
+
+    return check
+
+
 # name -> (factory taking the YAML options, parameters the space must define)
 BUILTIN_CONSTRAINTS: dict[str, tuple[Callable[..., Check], frozenset[str]]] = {
     "conv_shape": (_conv_shape, frozenset({"n_conv"})),
     "strip_shape": (_strip_shape, frozenset({"n_conv"})),
+    "conv_coverage": (_conv_coverage, frozenset({"n_conv"})),
 }
 
 

@@ -91,15 +91,21 @@ def _objective_values(
 
 
 def model_kb(model: torch.nn.Module, config: Mapping[str, Any]) -> float:
-    """Storage of the whole model's non-zero weights in KiB: weight_bits each if quantized, else 32."""
-    bits = int(config["weight_bits"]) if config.get("quantize") else 32
-    # Weights and biases only: quantizer scales are not stored with the model on chip.
-    nonzero = sum(
-        int(torch.count_nonzero(p).item())
-        for name, p in model.named_parameters()
-        if name.endswith(("weight", "bias"))
-    )
-    return nonzero * bits / 8 / 1024
+    """Storage of the whole model's non-zero weights and biases in KiB. A quantized layer's tensors count at
+    their own quantizer's width (mixed precision; binary weights 1 bit, their biases 2); every other
+    layer's at the model's ``weight_bits`` if it is quantized (the float decoder stored as the model is),
+    else 32. Quantizer scales and gates are not stored with the model on chip."""
+    default = int(config["weight_bits"]) if config.get("quantize") else 32
+    bits = 0
+    for module in model.modules():
+        own = dict(module.named_parameters(recurse=False))
+        for kind in ("weight", "bias"):
+            if kind not in own:
+                continue
+            quantizer = getattr(module, f"{kind}_quant", None)
+            width = quantizer.bit_width() if quantizer is not None else None
+            bits += int(torch.count_nonzero(own[kind]).item()) * (default if width is None else int(width))
+    return bits / 8 / 1024
 
 
 def cost_objectives(names: Sequence[str]) -> list[str]:

@@ -3,6 +3,7 @@ through hls4ml (the compiling test is slow)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,15 @@ def test_binary_ternary_and_per_layer_widths_are_what_the_model_holds() -> None:
     assert [int(m.weight_quant.bit_width()) for m in quant_layers(pruned.encoder)] == [1, 2, 1]
     # hls4ml's graph carries binary weights in 2-bit two's complement, ternary ones in 2 bits
     report = estimate(model.encoder, (48,))
-    assert [layer.weight_bits for layer in report.layers if layer.class_name == "Dense"] == [2, 2, 2]
+    dense = [layer for layer in report.layers if layer.class_name == "Dense"]
+    assert [layer.weight_bits for layer in dense] == [2, 2, 2]
+    # ... but a product with a binary weight (a sign) is 1 bit wide in the BOPs; the ternary one's 2
+    weights = [m.quant_weight().value for m in (first, second, latent)]
+    for layer, held, product_bits in zip(dense, weights, [1, 2, 1], strict=True):
+        kept = int(torch.count_nonzero(held)) / held.numel()
+        a, synapses = layer.input_bits, layer.n_in * layer.n_out
+        expected = synapses * (kept * a * product_bits + a + product_bits + math.log2(layer.n_in))
+        assert layer.bops == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.slow

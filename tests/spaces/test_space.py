@@ -252,7 +252,8 @@ def test_expression_runtime_errors_and_huge_powers_are_space_errors() -> None:
 
 def test_builtin_and_dict_constraint_errors() -> None:
     with pytest.raises(
-        SpaceError, match=r"unknown builtin constraint 'shape'; allowed: \['conv_shape', 'strip_shape'\]"
+        SpaceError,
+        match=r"unknown builtin constraint 'shape'; allowed: \['conv_coverage', 'conv_shape', 'strip_shape'\]",
     ):
         Constraint.builtin("shape")
     with pytest.raises(SpaceError, match=r"builtin constraint 'conv_shape': bad options \{'size': 8\}"):

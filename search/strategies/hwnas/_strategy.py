@@ -39,6 +39,7 @@ class HwnasStrategy(_Selection):
         "training_params": _Option(None, list, optional=True),
         "pin_compression": _Option(True, bool),
         "per_second": _Option(True, bool),
+        "explore_every": _Option(5, int, minimum=0),
     }
 
     def _setup(self) -> None:
@@ -93,6 +94,8 @@ class HwnasStrategy(_Selection):
         self._warned = None
         self._phase = "space-filling"
         self._explorations = 0
+        self._model_asks = 0
+        self._interleaved = 0
         self._encoded = {}
         self._draws = np.random.default_rng([self.seed, 2**16]).standard_normal((_MC_SAMPLES, 4))
 
@@ -121,7 +124,7 @@ class HwnasStrategy(_Selection):
         self._asks += 1
         model = self._fitted_model()
         pool = self._pool(rng, model is not None, n)
-        chosen = self._select(pool, n, model)
+        chosen = self._select(pool, n, None if self._interleaving(model) else model)
         proposals = []
         for candidate in chosen:
             key = str(self._next_key)
@@ -130,6 +133,17 @@ class HwnasStrategy(_Selection):
             self._pending_configs[key] = candidate.config
             proposals.append(Proposal(key=key, config=dict(candidate.config)))
         return proposals
+
+    def _interleaving(self, model: QualityModel | None) -> bool:
+        """Whether this ask, one in ``explore_every`` of those with a fitted model, is space-filling (see the
+        package docstring)."""
+        every = self.options["explore_every"]
+        if model is None or not every:
+            return False
+        self._model_asks += 1
+        due = self._model_asks % every == 0
+        self._interleaved += due
+        return due
 
     def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
         config = self._pending_configs.pop(key)
@@ -184,6 +198,7 @@ class HwnasStrategy(_Selection):
             "model_problem": self._model_problem,
             "oracle_calls": self._oracle_calls,
             "dominated_explorations": self._explorations,
+            "interleaved_explorations": self._interleaved,
             "collapsed_trials": sum(r.collapsed for r in self._records),
             "miss_model": self._miss_fitted,
             "time_model": self._time_fitted,

@@ -42,6 +42,7 @@ def test_resume_rebuilds_the_dedup_set_and_the_model() -> None:
         ({"cost_calls": 0}, "option 'cost_calls' of strategy 'hwnas' must be >= 1, got 0"),
         ({"pin_compression": "yes"}, "option 'pin_compression' of strategy 'hwnas' must be bool, got 'yes'"),
         ({"per_second": 1}, "option 'per_second' of strategy 'hwnas' must be bool, got 1"),
+        ({"explore_every": -1}, "option 'explore_every' of strategy 'hwnas' must be >= 0, got -1"),
         (
             {"model": "gp", "trees": 16},
             "option 'trees' of strategy 'hwnas' applies only to model 'rf', got model 'gp'",
@@ -168,6 +169,37 @@ def test_a_region_where_every_trial_collapses_or_is_pruned_is_left() -> None:
         strategy.tell(proposal.key, outcome(checked, number))
         tiny += number >= 6 and toy_ops(checked) < 300
     assert tiny <= 12, f"{tiny} of 34 proposals after the initial phase went to the region that misses"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_interleaved_space_filling_asks_bring_the_search_back_to_a_region_its_first_trials_missed(
+    seed: int,
+) -> None:
+    """The failure of a real ttbar sweep under BOPs: the first wide models were pruned by an early rung, the
+    miss model then rated all of them as misses, and the search stayed among tiny encoders above EMD 2. Here
+    the dearer half of the toy space is excellent, but its first two trials are told Pruned."""
+
+    def search(explore_every: int) -> tuple[int, int]:
+        strategy = hwnas(seed=seed, n_initial=6, explore_every=explore_every)
+        pruned, excellent = 0, 0
+        for _ in range(40):
+            (proposal,) = strategy.ask(1)
+            config = TOY.validate(proposal.config)
+            assert not isinstance(config, Infeasible)
+            ops = toy_ops(config)
+            if ops >= 2000 and pruned < 2:
+                pruned += 1
+                strategy.tell(proposal.key, Pruned({"emd_mean": 6.0, "ops": ops}, 1))
+            elif ops >= 2000:
+                excellent += 1
+                strategy.tell(proposal.key, Completed({"emd_mean": 0.3, "ops": ops}))
+            else:
+                strategy.tell(proposal.key, Completed({"emd_mean": toy_quality(config), "ops": ops}))
+        return excellent, strategy.state_dict()["interleaved_explorations"]
+
+    (found_on, interleaved_on), (found_off, interleaved_off) = search(5), search(0)
+    assert interleaved_off == 0 and interleaved_on == 6  # one in five of the 34 asks with a fitted model
+    assert found_on >= found_off + 2, (found_on, found_off)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
