@@ -2,6 +2,7 @@
 
 Usage:
   .venv/bin/python benchmarks/collapse.py sample  --out FILE.jsonl [--configs 25] [--space-seed 0] [--seed 0]
+                                                   [--draws 13,17] [--variant JSON]
   .venv/bin/python benchmarks/collapse.py ablate  --out FILE.jsonl [--which NAME[,NAME...]]
   .venv/bin/python benchmarks/collapse.py report  FILE.jsonl [FILE.jsonl ...]
   .venv/bin/python benchmarks/collapse.py rerun SAMPLE.jsonl --draws 7,12 --variant '{"config": {"sparsity": 0}}' --out F
@@ -16,13 +17,16 @@ mean image predicted for every row) on the same validation rows.
 
 ``sample`` draws ``--configs`` configs from the built-in "econt" space with
 ``np.random.default_rng(space_seed)`` (infeasible draws are skipped, as the sweep records them INFEASIBLE
-without training) and trains each. ``ablate`` runs controlled comparisons on a few fixed configs, changing
-one thing at a time (lr x batch size, output activation, init, input normalisation, quantization,
+without training) and trains each (only draws ``--draws`` if given, with ``--variant``). Run it with
+``PYTHONPATH`` set to the checkout it measures: the venv's editable install points at the main checkout.
+``ablate`` runs controlled comparisons on a few fixed configs, changing one thing at a time (lr x batch size, output activation, init, input normalisation, quantization,
 pruning, loss). Each run appends one JSON line (``--tag`` labels it); ``report`` prints the collapse rates,
 the before/after pairs of the same draws and the per-run numbers (``dead``: fraction of latent units that
 are 0 on every validation row; ``spread``: mean per-cell std across rows of the unit-normalised output).
 ``constant`` records the constant-output EMD; ``signal`` the latent/output spread at initialisation of the
 sample's draws (no training) with the library's init, torch's default init and torch's with zero biases.
+The variant ``{"decoder_act": SLOPE}`` swaps the decoder's ReLUs for LeakyReLU(SLOPE) (the decoder is
+off-detector, so any activation would do there).
 
 Variants are applied on top of the library as it is checked out, so a group measures the recipe of the
 commit it ran on; collapse.txt names the commit of each group. Groups: out_act, lr_batch, sparsity, init,
@@ -163,6 +167,12 @@ def run(config: dict[str, Any], *, seed: int = 0, variant: dict[str, Any] | None
             for m in [*model.encoder.modules(), *model.decoder.modules()]:
                 if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear) and m.bias is not None:
                     m.bias.fill_(value)
+    if "decoder_act" in variant:  # the decoder is off-detector: any activation is allowed there
+        slope = float(variant.pop("decoder_act"))
+        for parent in model.decoder.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, nn.ReLU):
+                    setattr(parent, name, nn.LeakyReLU(slope))
     if "out_bias" in variant:
         _output_bias(model, data, variant.pop("out_bias"))
     settings_extra = variant.pop("train", {})
@@ -215,15 +225,18 @@ def part_sample(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]
     rng = np.random.default_rng(args.space_seed)
     done = 0
     draws = 0
+    only = {int(d) for d in args.draws.split(",")} if args.draws else None
     while done < args.configs:
         config = space.sample(rng)
         draws += 1
         if not isinstance(space.validate(config), dict):
             emit({"part": "sample", "draw": draws, "infeasible": True, "config": config})
             continue
-        row = run(config, seed=args.seed)
-        emit({"part": "sample", "draw": draws, "space_seed": args.space_seed, **row})
         done += 1
+        if only is not None and draws not in only:
+            continue
+        row = run(config, seed=args.seed, variant=json.loads(args.variant))
+        emit({"part": "sample", "draw": draws, "space_seed": args.space_seed, **row})
 
 
 BASE = get_preset("econt_baseline")
