@@ -76,8 +76,10 @@ class EcontTask(Task):
     synth_options = MappingProxyType({"pileup": "mean pile-up charge per cell, ADC counts; default 0"})
 
     def distill_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-        """MSE to the teacher's reconstruction on the 48 cells (its padding pixels are not charge)."""
-        return nn.functional.mse_loss(from_8x8(student), from_8x8(teacher))
+        """The task's loss to the teacher's reconstruction, clipped at 0: charges are not negative, and a
+        charge weight max(target, prediction) would turn negative on a teacher's small negative outputs.
+        The losses read the 48 cells only (padding pixels are not charge)."""
+        return self.loss(student, teacher.clamp_min(0.0))
 
     def read_data(self, path: str | os.PathLike[str], *, max_rows: int | None = None) -> np.ndarray:
         """(N, 48) float32 charges in CALQ order from a CSV (public or with header) or .npy file."""

@@ -39,15 +39,21 @@ TRIGGER = {
 }
 
 
-def test_econt_distillation_loss_is_the_mse_on_the_48_cells() -> None:
-    task = get_task("econt")
+def test_econt_distillation_loss_is_the_task_loss_to_the_clipped_teacher_on_the_48_cells() -> None:
+    task = get_task("econt", loss="cwmse")
     student = torch.zeros(2, 1, 8, 8)
     teacher = torch.zeros(2, 1, 8, 8)
-    row, col = divmod(int(CALQ_TO_PIXEL[0]), 8)
-    teacher[0, 0, row, col] = 3.0
+    first, second = (divmod(int(CALQ_TO_PIXEL[i]), 8) for i in (0, 1))
+    teacher[0, 0, first[0], first[1]] = 3.0  # (3 - 0)**2 * max(3, 0)
+    teacher[
+        1, 0, second[0], second[1]
+    ] = -2.0  # clipped to 0; unclipped it adds (-2 + 1)**2 * max(-2, -1) = -1
+    student[1, 0, second[0], second[1]] = -1.0
     padding = next(p for p in range(64) if p not in set(CALQ_TO_PIXEL))
     teacher[1, 0, padding // 8, padding % 8] = 100.0  # no charge there: it must not count
-    assert float(task.distill_loss(student, teacher, 2.0)) == pytest.approx(9.0 / (2 * 48))
+    assert float(task.distill_loss(student, teacher, 2.0)) == pytest.approx(27.0 / (2 * 48))
+    plain = get_task("econt", loss="mse")
+    assert float(plain.distill_loss(student, teacher, 2.0)) == pytest.approx((9.0 + 1.0) / (2 * 48))
 
 
 def test_waveform_distillation_loss_is_the_mse_of_the_reconstructions() -> None:
