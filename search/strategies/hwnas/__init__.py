@@ -76,8 +76,9 @@ improvement anywhere in the pool) is its first proposal space-filling, logged at
 ``state_dict()["dominated_explorations"]``: an ask must propose something, and exploring is then the only
 informative move.
 
-**Interleaved exploration.** One ask in ``explore_every`` (default 5; 0: never) of those with a fitted model is
-space-filling as above. A forest's spread is small far from its data, so a region its first trials rated
+**Interleaved exploration.** One ask in ``explore_every`` (default 5; 0: never) of those with a fitted model
+picks, among the candidates the dominance rule leaves open, the one farthest from every known and pending
+config (the space-filling distance above) instead of the best EHVI. A forest's spread is small far from its data, so a region its first trials rated
 badly (wide models cut by an early ASHA rung, which the miss model then counts as misses) is never visited
 again however good it is: a real ttbar sweep under BOPs spent its 5 minutes on tiny encoders above EMD 2 that
 way. SMAC interleaves a random configuration every few model-based picks for the same reason.

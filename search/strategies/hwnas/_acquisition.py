@@ -159,7 +159,11 @@ class _Selection(_Modelling):
     _explorations: int  # picks made space-filling because every candidate was dominated
     _draws: np.ndarray  # standard normal draws shared by the Monte-Carlo EHVI
 
-    def _select(self, pool: list[_Candidate], n: int, model: QualityModel | None) -> list[_Candidate]:
+    def _select(
+        self, pool: list[_Candidate], n: int, model: QualityModel | None, *, explore: bool = False
+    ) -> list[_Candidate]:
+        """The ask's picks: by EHVI, or with ``explore`` (an interleaved exploration) the undominated
+        candidates farthest from every known config; space-filling without a model."""
         pool = self._inside_reference(pool)
         if not pool:
             return []
@@ -185,7 +189,9 @@ class _Selection(_Modelling):
         width = math.sqrt(max(features.shape[1], 1))
         if model is None and self._quality_names:
             return self._space_filling(pool, n, unit_costs, unit_known, features, known_features)
-        return self._by_ehvi(pool, n, model, costs, unit_costs, unit_known, features, known_features, width)
+        return self._by_ehvi(
+            pool, n, model, costs, unit_costs, unit_known, features, known_features, width, explore
+        )
 
     def _inside_reference(self, pool: list[_Candidate]) -> list[_Candidate]:
         """The candidates whose exact costs are better than the reference point's cost coordinates, or the
@@ -242,6 +248,7 @@ class _Selection(_Modelling):
         features: np.ndarray,
         known_features: np.ndarray,
         width: float,
+        explore: bool,
     ) -> list[_Candidate]:
         k = len(self._cost_names)
         q = len(self._quality_names)
@@ -321,6 +328,9 @@ class _Selection(_Modelling):
             spread = (
                 _min_distance(unit_costs, used_costs) if k else _min_distance(features, used_features) / width
             )
+            far = (
+                _FEATURE_WEIGHT * _min_distance(features, used_features) / width
+            )  # with spread: space-filling
             if not open_.any() and chosen:
                 break  # the rest of the batch would be dominated: propose fewer, the next ask draws anew
             if not open_.any():
@@ -330,12 +340,10 @@ class _Selection(_Modelling):
                 remaining[chosen] = False
                 if not remaining.any():
                     break
-                score = np.where(
-                    remaining,
-                    spread + _FEATURE_WEIGHT * _min_distance(features, used_features) / width,
-                    -np.inf,
-                )
+                score = np.where(remaining, far + spread, -np.inf)
                 best = int(np.argmax(score))
+            elif explore:
+                best = int(np.argmax(np.where(open_, far + spread, -np.inf)))
             else:
                 score = self._acquisition(unit_c, unit_mean, unit_std, current, ref, open_, weight)
                 top = np.max(score[open_])

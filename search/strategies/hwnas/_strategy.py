@@ -124,7 +124,7 @@ class HwnasStrategy(_Selection):
         self._asks += 1
         model = self._fitted_model()
         pool = self._pool(rng, model is not None, n)
-        chosen = self._select(pool, n, None if self._interleaving(model) else model)
+        chosen = self._select(pool, n, model, explore=self._interleaving(model))
         proposals = []
         for candidate in chosen:
             key = str(self._next_key)

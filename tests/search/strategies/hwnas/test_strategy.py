@@ -171,15 +171,12 @@ def test_a_region_where_every_trial_collapses_or_is_pruned_is_left() -> None:
     assert tiny <= 12, f"{tiny} of 34 proposals after the initial phase went to the region that misses"
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_interleaved_space_filling_asks_bring_the_search_back_to_a_region_its_first_trials_missed(
-    seed: int,
-) -> None:
+def test_interleaved_space_filling_asks_bring_the_search_back_to_a_region_its_first_trials_missed() -> None:
     """The failure of a real ttbar sweep under BOPs: the first wide models were pruned by an early rung, the
     miss model then rated all of them as misses, and the search stayed among tiny encoders above EMD 2. Here
     the dearer half of the toy space is excellent, but its first two trials are told Pruned."""
 
-    def search(explore_every: int) -> tuple[int, int]:
+    def search(seed: int, explore_every: int) -> tuple[int, int]:
         strategy = hwnas(seed=seed, n_initial=6, explore_every=explore_every)
         pruned, excellent = 0, 0
         for _ in range(40):
@@ -197,9 +194,14 @@ def test_interleaved_space_filling_asks_bring_the_search_back_to_a_region_its_fi
                 strategy.tell(proposal.key, Completed({"emd_mean": toy_quality(config), "ops": ops}))
         return excellent, strategy.state_dict()["interleaved_explorations"]
 
-    (found_on, interleaved_on), (found_off, interleaved_off) = search(5), search(0)
-    assert interleaved_off == 0 and interleaved_on == 6  # one in five of the 34 asks with a fitted model
-    assert found_on >= found_off + 2, (found_on, found_off)
+    found = {}
+    for seed in range(4):
+        (found_on, interleaved_on), (found_off, interleaved_off) = search(seed, 5), search(seed, 0)
+        assert interleaved_off == 0 and interleaved_on == 6  # one in five of the 34 asks with a fitted model
+        assert found_on >= found_off, (seed, found_on, found_off)
+        found[seed] = (found_on, found_off)
+    on, off = (sum(pair[i] for pair in found.values()) for i in (0, 1))
+    assert on >= off + 6, found  # measured: 30 trials there against 18 over these 4 seeds
 
 
 @pytest.mark.parametrize("seed", [0, 1])
