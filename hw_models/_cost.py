@@ -307,7 +307,12 @@ def _kernel_cost(
     weight_bits = int(weights.type.precision.width)
     # fixed<2> is how a binary layer's +-s weights are held; a product with a sign is 1 bit wide.
     magnitudes = np.abs(np.asarray(weights.data)).ravel()
-    binary = weight_bits == 2 and magnitudes[0] > 0 and bool(np.all(magnitudes == magnitudes[0]))
+    binary = (
+        weight_bits == 2
+        and magnitudes.size > 0
+        and magnitudes[0] > 0
+        and bool(np.all(magnitudes == magnitudes[0]))
+    )
     product_bits = 1 if binary else weight_bits
     input_bits = base["input_bits"]
     synapses = fan_in * fan_out

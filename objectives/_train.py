@@ -127,7 +127,7 @@ class Distillation:
 
     teacher: nn.Module
     alpha: float = 0.5
-    temperature: float = 1.0
+    temperature: float = 2.0  # the sweep config's default
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.alpha <= 1.0):

@@ -6,7 +6,8 @@ when on, ``weight_bits``/``act_bits`` (3..16) and the encoded-output ``output_bi
 of iterative magnitude pruning, 0..0.9); ``l1_reg`` with, when on, the L1 strength ``l1`` (log 1e-6..1e-3).
 The econt learning rate is log-uniform in 1e-3..1e-2 (lower rates collapse in short runs), the waveform one
 in 1e-4..1e-2. The econt conv layers obey ``conv_coverage`` (stride at most the kernel): a stride-4 kernel-1
-layer sees 3 of the 48 cells; 3 of the 5 such draws of a 20-draw sample collapsed (benchmarks/collapse.txt).
+layer sees 3 of the 48 cells; of the 20-draw sample in benchmarks/collapse.txt, 5 draws had a stride above
+the kernel and 3 of them collapsed (draws 2, 7 and 12).
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ Three kinds, all `Constraint`:
   ``conv_shape`` (option ``input_size``, default 8): the conv stack described by ``n_conv`` and
   ``conv<i>_kernel/_stride/_pool`` must keep every feature map at least 1x1; the reason names the layer;
   ``strip_shape`` (option ``width``, default 384): the same along the strips of a ``strip_cnn``;
-  ``conv_coverage`` (no options): every conv layer's stride is at most its kernel, so no layer skips rows
-  and columns of its input (a kernel-1 stride-4 layer reads 1 pixel in 16 and its model cannot learn what
-  it never sees; benchmarks/collapse.txt).
+  ``conv_coverage`` (no options): every conv layer's stride is at most its kernel, so its windows leave no
+  gaps between them (a kernel-1 stride-4 layer reads 1 pixel in 16, and a model cannot learn what it never
+  sees; benchmarks/collapse.txt). The last windows may still stop short of the edge (kernel 5, stride 4 on
+  8 rows never reads row 7): that costs a row, not the input.
 """
 
 from __future__ import annotations

@@ -203,7 +203,10 @@ def _checkpoint_file(config: SweepConfig, spec: CheckpointTeacher) -> TeacherJob
             raise _problem(f"{where}: its config file {spec.config!r} is not YAML or JSON: {exc}") from None
         if not isinstance(model_config, dict):
             raise _problem(f"{where}: its config file {spec.config!r} holds no mapping of a model config")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise _problem(f"{where}: cannot read it ({exc.strerror})") from None
     return _job(where, config.task, model_config, str(path.resolve()), digest, config)
 
 
@@ -310,6 +313,11 @@ def launch_teacher(config: SweepConfig) -> TeacherJob | None:
         sweep = store.get_sweep(trainer.name)
         assert sweep is not None
         (trial,) = store.trials(sweep.id)
+        if trial.state is not TrialState.COMPLETED:  # its one-trial budget is spent: it will not train again
+            raise _problem(
+                f"{where}: its training ended {trial.state.value} ({trial.error or 'no error recorded'}); "
+                f"remove sweep {trainer.name!r} from the store to train it again"
+            )
         return _from_trial(trial, store.artifacts(trial.id), config.task, where, config)
     finally:
         store.close()

@@ -291,13 +291,15 @@ class SweepLoop:
         self.teacher = trial_teacher(self.store, trial, self.config)
         return None
 
+    def _learns_from_teacher_trial(self, trial: TrialRecord) -> bool:
+        """Whether ``trial`` comes after this sweep's teacher trial; a replicate re-runs its original as that
+        one ran, with the teacher only if the original had it."""
+        number = trial.number if trial.replicate_of is None else trial.replicate_of
+        return self._teacher_trial is not None and number > self._teacher_trial
+
     def _teacher_of(self, trial: TrialRecord) -> TeacherJob | None:
-        if self._teacher_trial is not None and trial.number <= self._teacher_trial:
+        if self._teacher_trial is not None and not self._learns_from_teacher_trial(trial):
             return None  # the teacher and the trials before it train alone
-        if self._pending_teacher() is not None:  # numbered past it while it runs: another driver started it
-            raise SweepError(
-                f"trial {trial.number} would start before its teacher, trial {self._teacher_trial}"
-            )
         return self.teacher
 
     def _job(self, trial: TrialRecord) -> TrialJob:
@@ -315,7 +317,8 @@ class SweepLoop:
             data_seed=self.config.seed,
             seed=self.config.seed * 100_003 + trial.seed,
             checkpoint_dir=checkpoint_dir(self.config),
-            rungs=self.rungs if trial.replicate_of is None else None,  # replicates confirm, never cut
+            # Replicates confirm and a teacher must complete: neither is cut.
+            rungs=self.rungs if trial.replicate_of is None and trial.number != self._teacher_trial else None,
             stages=tuple((stage.kind, stage.epochs) for stage in self.config.stages),
             distill=self._teacher_of(trial),
         )
@@ -350,6 +353,14 @@ class SweepLoop:
                 if isinstance(new, bool):
                     return new
                 trial, key = new
+            if self._learns_from_teacher_trial(trial) and self._pending_teacher() is not None:
+                # Another driver of the sweep started the teacher after this one looked: wait for it.
+                self.store.requeue_trial(
+                    trial.id, f"waits for its teacher, trial {self._teacher_trial}", attempt_spent=False
+                )
+                if key is not None:
+                    self._retried_keys[trial.id] = key
+                return True
             self._running[trial.id] = (trial, key)
             self.executor.submit(self._job(trial))
         return True

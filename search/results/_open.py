@@ -163,7 +163,7 @@ class ReadOnlyStore:
                     try:
                         with self._engine.begin() as connection:
                             result = work(connection)
-                    except SQLAlchemyError:
+                    except Exception:  # a half-written row may fail in ``work`` itself, not only in SQLite
                         if _fingerprint(self._path) == self._at_rest:
                             raise
                     else:  # a read the file changed under (or failed on, half-written) is not trusted
