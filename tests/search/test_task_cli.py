@@ -281,6 +281,7 @@ def test_the_plugin_key_leaves_fingerprints_of_existing_sweeps_unchanged(clean_r
     )
     dumped.pop("scheduler")
     assert dumped.pop("stages") == []  # like the plugin key: absent from the hash of a sweep without stages
+    assert dumped.pop("distill") is None  # likewise absent without distillation
     assert dumped["task"].pop("plugin") is None  # the hash of a sweep stored before plugins existed:
     assert config.fingerprint() == hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
     plugin = config.model_copy(update={"task": config.task.model_copy(update={"plugin": PLUGIN})})
