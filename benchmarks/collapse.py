@@ -151,7 +151,7 @@ def run(config: dict[str, Any], *, seed: int = 0, variant: dict[str, Any] | None
     if variant.pop("schedule", "new") == "old":
         _old_schedule(model)
     if variant.pop("prune", "all") == "encoder":
-        model._weighted = [(n, m) for n, m in model._weighted if n.startswith("encoder_")]
+        model._pruned = [(n, m) for n, m in model._pruned if n.startswith("encoder_")]
     if variant.pop("zero_dead_inputs", False):
         # Weights on the masked image quadrant (always 0 in, so never trained) are zeroed, so magnitude
         # pruning does not keep them in place of trained ones: first dense layer of a conv-less encoder.

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hls4ml
 import torch
@@ -27,10 +27,17 @@ from torch import fx, nn
 
 from ._brevitas import SUPPORTED_BREVITAS, HwnasQuantCast, build_mirror, is_quantized
 from ._errors import HWError, UnsupportedLayerError
-from ._settings import HWSettings, parse_precision
+from ._settings import DISTRIBUTED_ARITHMETIC, HWSettings, parse_precision
 
 logger = logging.getLogger(__name__)
 
+FLOAT_DA_REFUSED = (
+    "strategy distributed_arithmetic needs a quantized (Brevitas) model: da4ml turns fixed-point weights "
+    "into adder trees, and a float model's wide default types made one conversion run for over 5 minutes; "
+    "quantize the model, or choose Latency or Resource"
+)
+# Layer attribute: (weight, bias or None) of a distributed-arithmetic layer, whose own weights hls4ml deletes.
+_KERNEL_WEIGHTS = "hwnas_kernel_weights"
 # hls4ml drops these modules from the graph.
 _SKIPPED_MODULES = ("Dropout", "Sequential")
 # Modules that act element by element: a row permutation of their input commutes with them.
@@ -106,6 +113,8 @@ def convert(
         model = nn.Sequential(model)  # a bare layer: FX would trace into its functional form
     _ensure_quant_cast_handler()
     quantized = is_quantized(model)
+    if settings.strategy == DISTRIBUTED_ARITHMETIC and not quantized:
+        raise HWError(FLOAT_DA_REFUSED)
     if quantized and precisions:
         raise HWError("precisions apply to float models; a Brevitas model's types are its quantizers'")
     twin, quantizer_precisions = model, {}
@@ -131,7 +140,6 @@ def convert(
                 default_reuse_factor=settings.reuse_factor,
                 channels_last_conversion="internal",
             )
-            config["Model"]["Strategy"] = settings.strategy
             layer_configs: dict[str, dict[str, Any]] = config["LayerName"]
             if quantized:
                 for name, layer_precisions in _quantized_precisions(
@@ -144,19 +152,43 @@ def convert(
                     if precision.get("result") == "auto":
                         precision["result"] = settings.default_precision
                 _set_precisions(layer_configs, precisions or {})
-            return hls4ml.converters.convert_from_pytorch_model(
-                twin,
-                hls_config=config,
-                output_dir=output_dir,
-                backend=settings.backend,
-                io_type=settings.io_type,
-                part=settings.part,
-                clock_period=settings.clock_period_ns,
-            )
+
+            def convert_as(strategy: str) -> ModelGraph:
+                config["Model"]["Strategy"] = strategy
+                return hls4ml.converters.convert_from_pytorch_model(
+                    twin,
+                    hls_config=copy.deepcopy(config),
+                    output_dir=output_dir,
+                    backend=settings.backend,
+                    io_type=settings.io_type,
+                    part=settings.part,
+                    clock_period=settings.clock_period_ns,
+                )
+
+            if settings.strategy != DISTRIBUTED_ARITHMETIC:
+                return convert_as(settings.strategy)
+            # hls4ml's distributed-arithmetic templates delete each kernel's weights from the graph (the
+            # generated adder trees hold them); the cost model needs them, so a Latency conversion of the
+            # same model lends its weight tensors, layer by layer.
+            lender = {layer.name: layer for layer in convert_as("Latency").get_layers()}
+            graph = convert_as(settings.strategy)
+            for layer in graph.get_layers():
+                if "weight" not in layer.weights and "weight" in lender[layer.name].weights:
+                    layer.set_attr(_KERNEL_WEIGHTS, kernel_weights(lender[layer.name]))
+            return graph
     except HWError:
         raise
     except Exception as error:  # hls4ml raises bare Exception for everything it rejects
         raise HWError(f"hls4ml could not convert the model: {error}") from error
+
+
+def kernel_weights(layer: Any) -> tuple[Any, Any]:
+    """(weight, bias) WeightVariables of a converted Dense/Conv layer; bias None when the layer has none."""
+    kept = layer.get_attr(_KERNEL_WEIGHTS)
+    if kept is not None:
+        return cast(tuple[Any, Any], kept)
+    bias = layer.get_weights("bias") if layer.get_attr("bias_data") is not None else None
+    return layer.get_weights("weight"), bias
 
 
 def _set_precisions(

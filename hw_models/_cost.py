@@ -13,11 +13,14 @@ ops                2*P*N_in*N_out + P*N_out (bias): the float-op count of the EC
                    the reference: its encoder counts 6,544.
 bops               P * N_out * N_in * ((1-f_p)*b_a*b_w + b_a + b_w + log2(N_in))  (Baskin et al.)
 multipliers        ceil(N_in*N_out/RF) - floor((N_in*N_out - nz)/RF), times the conv parallelization
-                   factor (hls4ml's multiplier_limit with pruned weights removed)
+                   factor (hls4ml's multiplier_limit with pruned weights removed); 0 under the
+                   distributed_arithmetic strategy
 dsp                multipliers when b_w >= 9, else 0 (small products go to LUTs); 0 under the
                    distributed_arithmetic strategy (adder trees in LUTs, no multipliers)
 lut                0.5 * (multipliers - dsp) * b_a * b_w: an uncalibrated heuristic (no vendor tool
-                   here); use it to rank trials, not as a resource prediction
+                   here); use it to rank trials, not as a resource prediction. Under
+                   distributed_arithmetic: da4ml's estimate of the layer's adder trees (hls4ml's
+                   da_kernel_cost), times the conv parallelization factor
 bram               ceil(N_in*N_out*b_w / (RF*36)) under the Resource strategy with RF > 1, else 0
 ii, latency        Dense: II = RF; Conv io_parallel: II = n_partitions*RF; Conv io_stream:
                    II = padded H_in*W_in*RF; latency = II + adder-tree depth + 2, the depth being
@@ -45,9 +48,9 @@ from hls4ml.model import layers as hls_layers
 from torch import nn
 
 from ._brevitas import is_quantized
-from ._convert import check_settings, convert
+from ._convert import check_settings, convert, kernel_weights
 from ._errors import HWError, UnsupportedLayerError
-from ._settings import HWSettings
+from ._settings import DISTRIBUTED_ARITHMETIC, HWSettings
 
 FORMULA_VERSION = "hwnas-cost/2"
 COST_QUANTITIES = (
@@ -280,9 +283,8 @@ def _layer_cost(layer: hls_layers.Layer, levels_per_cycle: int, stream: bool) ->
 def _kernel_cost(
     layer: hls_layers.Layer, base: dict[str, Any], levels_per_cycle: int, stream: bool
 ) -> LayerCost:
-    weights = layer.get_weights("weight")
-    has_bias = layer.get_attr("bias_data") is not None
-    bias = layer.get_weights("bias") if has_bias else None
+    weights, bias = kernel_weights(layer)
+    has_bias = bias is not None
     if isinstance(layer, hls_layers.Dense):
         fan_in, fan_out, pixels = int(layer.get_attr("n_in")), int(layer.get_attr("n_out")), 1
         parallel, partitions, stream_beats = 1, 1, 1
@@ -319,8 +321,13 @@ def _kernel_cost(
     nonzero = int(weights.nonzeros)
     kept = nonzero / synapses
     multipliers = (math.ceil(synapses / reuse) - (synapses - nonzero) // reuse) * parallel
-    distributed = base["strategy"].lower() == "distributed_arithmetic"
+    distributed = base["strategy"] == DISTRIBUTED_ARITHMETIC
     dsp = multipliers if weight_bits >= DSP_MIN_WEIGHT_BITS and not distributed else 0
+    da_cost = layer.get_attr("da_kernel_cost")  # da4ml's LUT estimate of one kernel instance
+    if distributed and da_cost is not None:  # adder trees of shifted inputs: no multiplier at all
+        multipliers, lut = 0, float(da_cost) * parallel
+    else:
+        lut = LUT_PER_BIT_PRODUCT * (multipliers - dsp) * input_bits * product_bits
     resource = base["strategy"].lower() == "resource"
     if isinstance(layer, hls_layers.Dense):
         ii = reuse
@@ -343,7 +350,7 @@ def _kernel_cost(
         * (kept * input_bits * product_bits + input_bits + product_bits + math.log2(fan_in)),
         multipliers=multipliers,
         dsp=dsp,
-        lut=LUT_PER_BIT_PRODUCT * (multipliers - dsp) * input_bits * product_bits,
+        lut=lut,
         bram=math.ceil(synapses * weight_bits / (reuse * BRAM_WIDTH_BITS)) if resource and reuse > 1 else 0,
         latency_cycles=ii + _tree_depth(fan_in, levels_per_cycle) + _KERNEL_PIPELINE_CYCLES,
         ii=ii,

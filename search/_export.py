@@ -257,6 +257,8 @@ def export_trials(
     check_out(options.out, force=options.force)
     checkpoints = {t.number: load_checkpoint(store, t) for t in trials}
     task = job_task(config.task)
+    if settings.strategy == "distributed_arithmetic":
+        _check_distributed(task, trials, full=options.full)
     data = task_data(config.task, config.seed)  # the validation rows the stored metrics come from
     all_trials = store.trials(trials[0].sweep_id) if trials else []
     runs = evaluations(all_trials)
@@ -293,6 +295,22 @@ def export_trials(
         if manifest.is_file():
             store.add_artifact(trial.id, "export", str(manifest.parent), _sha256(manifest))
     return ExportSummary(options.out, members)
+
+
+def _check_distributed(task: Any, trials: Sequence[TrialRecord], *, full: bool) -> None:
+    """Distributed arithmetic only for fixed-point (quantized) parts: HWError naming the float trials."""
+    from hw_models import HWError
+
+    floats = [t.number for t in trials if not getattr(task.build_model(t.params), "quantized", False)]
+    if floats or full:
+        what = (
+            f"trial(s) {', '.join(map(str, floats))} are float" if floats else "--full adds the float decoder"
+        )
+        raise HWError(
+            f"--strategy distributed_arithmetic needs quantized models, and {what}: da4ml turns fixed-point "
+            "weights into adder trees (a float model's conversion ran for over 5 minutes); export those "
+            "with Latency or Resource, or pick quantized trials with --trial"
+        )
 
 
 def _publish(staging: Path, out: Path) -> None:

@@ -255,6 +255,10 @@ class Autoencoder(nn.Module):
         self._stage: str | None = None  # a staged recipe's current stage (set_stage); None: the schedule
         self._quantizing = False
         self._at_target = False
+        # L1 starts with the other compression (after the dense float warm-up, see before_epoch): from the
+        # first step, at the space's upper strengths it crushed every weight to 0 under Adam before the
+        # model had learnt anything (benchmarks/collapse.txt, after-v5).
+        self._l1_on = True
         # Builds the layers node pruning rebuilds smaller; a quantized model must pass its own.
         self._layers = layers if layers is not None else _Layers(None)
         if quantized and layers is None and self.gated:
@@ -265,15 +269,15 @@ class Autoencoder(nn.Module):
         _init_weights(self)
 
     def _index_layers(self) -> None:
-        """The weighted layers (L1), the ones magnitude pruning masks and their mask buffers (all ones)."""
-        self._weighted = [
+        """The weighted layers, the ones magnitude pruning masks and L1 shrinks, and the mask buffers."""
+        weighted = [
             (f"{part}_{path.replace('.', '_')}", module)
             for part, root in (("encoder", self.encoder), ("decoder", self.decoder))
             for path, module in root.named_modules()
             if isinstance(module, _PRUNABLE)
         ]
         # The tensors magnitude pruning masks: all of them, or the encoder's only (prune_decoder=False).
-        self._pruned = [(n, m) for n, m in self._weighted if self._prune_decoder or n.startswith("encoder_")]
+        self._pruned = [(n, m) for n, m in weighted if self._prune_decoder or n.startswith("encoder_")]
         self.pruning_masks = nn.Module()
         if self.sparsity > 0:
             for name, module in self._pruned:
@@ -360,6 +364,7 @@ class Autoencoder(nn.Module):
         :meth:`prune_nodes`. In a stage (:meth:`set_stage`) the stage decides instead."""
         if self._stage is not None:
             self._set_quantization(self._quantizing)
+            self._l1_on = self._stage != "train"
             if self._stage == "prune":
                 for gate in gates_of(self.encoder):
                     gate.set_progress(epoch, n_epochs)
@@ -369,10 +374,12 @@ class Autoencoder(nn.Module):
             return
         if self.gated:
             self._set_quantization(False)
+            self._l1_on = False
             for gate in gates_of(self.encoder):
                 gate.set_progress(epoch, n_epochs)
             return
         self._set_quantization(self.quantization_enabled(epoch, n_epochs))
+        self._l1_on = epoch > self.compression_epochs(n_epochs)[0]
         self._mask_to(self.scheduled_sparsity(epoch, n_epochs))
 
     def set_stage(self, kind: str) -> None:
@@ -414,14 +421,16 @@ class Autoencoder(nn.Module):
                 module.weight.mul_(getattr(self.pruning_masks, name))
 
     def regularization(self) -> torch.Tensor:
-        """``l1 * sum(|w|)`` over every Conv/ConvTranspose/Linear weight (biases excluded), plus the node
-        pruner's loss while the model is gated; a zero tensor without either."""
+        """``l1 * sum(|w|)`` over the weights magnitude pruning would mask (the encoder's Conv/Linear
+        weights, and the decoder's for a model that prunes it; biases excluded) once compression has
+        started (:meth:`before_epoch`: not in the dense warm-up, a ``train`` stage or while gated), plus the
+        node pruner's loss while the model is gated; a zero tensor without either."""
         # Outside a prune stage of a staged recipe the gates only learn which nodes matter.
         penalty = pruner_loss(gates_of(self.encoder)) if self._stage in (None, "prune") else torch.zeros(())
-        if self.l1 == 0:
+        if self.l1 == 0 or not self._l1_on:
             return penalty
         return penalty + self.l1 * sum(
-            (module.weight.abs().sum() for _, module in self._weighted), torch.zeros(())
+            (module.weight.abs().sum() for _, module in self._pruned), torch.zeros(())
         )
 
     def weight_sparsity(self) -> float:

@@ -203,6 +203,33 @@ def test_resource_strategy_puts_weights_in_bram() -> None:
     assert row.bram == math.ceil(2048 * 16 / (4 * 36))
 
 
+def test_distributed_arithmetic_costs_the_kept_weights_without_multipliers() -> None:
+    # hls4ml's DA templates delete each kernel's weights from the graph; the costs still count them.
+    torch.manual_seed(7)
+    model = nn.Sequential(
+        qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=8),
+        qnn.QuantConv2d(1, 4, 3, padding=0, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=6),
+        nn.Flatten(),
+        qnn.QuantLinear(64, 5, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=6),
+    ).eval()
+    distributed = HWSettings(strategy="distributed_arithmetic")
+    latency, report = estimate(model, (1, 6, 6)), estimate(model, (1, 6, 6), distributed)
+    graph = _graph(model, (1, 6, 6), distributed)
+    for class_name in ("Conv2D", "Dense"):
+        plain, row = _row(latency, class_name), _row(report, class_name)
+        assert row.strategy == "distributed_arithmetic" and row.params == plain.params > 0
+        assert (row.nonzero_params, row.multiplications, row.bops, row.ops) == (
+            plain.nonzero_params,
+            plain.multiplications,
+            plain.bops,
+            plain.ops,
+        )
+        layer = next(layer for layer in graph.get_layers() if layer.class_name == class_name)
+        assert "weight" not in layer.weights  # the graph itself no longer holds them
+        assert row.multipliers == row.dsp == 0
+        assert row.lut == layer.get_attr("da_kernel_cost") * layer.get_attr("parallelization_factor", 1) > 0
+
+
 def test_clock_period_sets_adder_levels_and_ns() -> None:
     model = nn.Sequential(nn.Linear(128, 16))
     fast = estimate(model, (128,), HWSettings(clock_period_ns=2.0))

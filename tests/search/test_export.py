@@ -146,6 +146,36 @@ def test_export_verifies_float_within_metric_tolerance_and_quantized_bit_exact(
     assert "bit-exact" in result.stdout and "emd_mean" in result.stdout
 
 
+@pytest.mark.slow
+def test_distributed_arithmetic_export_is_bit_exact_without_dsps_and_refuses_float_models(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    run_sweep(parse_config(_sweep(sqlite_url)))  # trial 0 float, trial 1 quantized
+    da = ["--strategy", "distributed_arithmetic"]
+    for args, problem in (
+        (["--trial", "0", "--trial", "1"], "trial(s) 0 are float"),
+        (["--trial", "1", "--full"], "--full adds the float decoder"),
+    ):
+        result = _export(sqlite_url, *args, *da, "--out", str(tmp_path / "refused"))
+        assert result.exit_code == 2 and problem in result.output and "Latency or Resource" in result.output
+        assert not (tmp_path / "refused").exists() and not list(tmp_path.glob(".refused*"))
+    out = tmp_path / "out"
+    result = _export(sqlite_url, "--trial", "1", *da, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    folder = out / "trial-00001"
+    check = json.loads((folder / "verification.json").read_text())
+    assert check["passed"] and check["outputs"]["exact"] and check["outputs"]["max_abs_error"] == 0.0
+    cost = json.loads((folder / "cost.json").read_text())
+    kernels = [layer for layer in cost["layers"] if layer["class_name"] in ("Conv2D", "Dense")]
+    assert kernels and all(layer["strategy"] == "distributed_arithmetic" for layer in kernels)
+    assert cost["totals"]["dsp"] == cost["totals"]["multipliers"] == 0 and cost["totals"]["lut"] > 0
+    assert (
+        cost["totals"]["ops"] == 6544 and cost["totals"]["params"] == 2144
+    )  # the kernels' weights are counted
+    assert "distributed_arithmetic" in (folder / "hls4ml_config.json").read_text()
+    _check_manifest(folder)
+
+
 @pytest.fixture
 def small_sweep(sqlite_url: str) -> str:
     """A completed quantized trial 0 and an INFEASIBLE float trial 1 (over the budget)."""

@@ -257,3 +257,27 @@ def test_regularization_is_the_l1_term(build: Build) -> None:
     penalty.backward()
     assert torch.allclose(weights[0].grad, 1e-4 * torch.sign(weights[0].detach()))
     assert model.encoder[0].bias.grad is None  # biases are not regularised
+
+
+def test_l1_starts_with_compression_and_spares_the_econt_decoder(build: Build) -> None:
+    # From the first step, the space's upper strengths (~5e-4) crushed every weight of an ECON-T model to 0
+    # before it had learnt anything (benchmarks/collapse.txt, after-v5).
+    model = build("econt", {**get_preset("econt_baseline"), "l1_reg": True, "l1": 5e-4})
+    dense_epochs, _ = model.compression_epochs(10)
+    model.before_epoch(dense_epochs, 10)
+    assert torch.equal(model.regularization(), torch.zeros(()))
+    model.before_epoch(dense_epochs + 1, 10)
+    penalty = model.regularization()
+    encoder = [m.weight for m in model.encoder.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert float(penalty.detach()) == pytest.approx(
+        5e-4 * sum(float(w.detach().abs().sum()) for w in encoder)
+    )
+    penalty.backward()
+    assert all(torch.allclose(w.grad, 5e-4 * torch.sign(w.detach())) for w in encoder)
+    assert all(p.grad is None for p in model.decoder.parameters())  # off-detector: no L1
+    model.set_stage("train")
+    model.before_epoch(1, 2)
+    assert torch.equal(model.regularization(), torch.zeros(()))
+    model.set_stage("prune")
+    model.before_epoch(1, 2)
+    assert float(model.regularization().detach()) > 0
