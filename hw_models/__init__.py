@@ -15,7 +15,7 @@ from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, cost
 from ._cpu import CPU_QUANTITIES, CpuLatency, measure_cpu_latency, onnxruntime_problem
 from ._errors import HWError, UnsupportedLayerError
 from ._precision import TensorRange, fixed_type, layer_precisions, profile_ranges
-from ._settings import HWSettings
+from ._settings import HWSettings, parse_precision
 from ._verify import VerifyReport, verify_bit_exact
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "layer_precisions",
     "measure_cpu_latency",
     "onnxruntime_problem",
+    "parse_precision",
     "profile_ranges",
     "supported_layer_types",
     "to_hls4ml",

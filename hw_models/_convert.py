@@ -121,6 +121,10 @@ def convert(
     if quantized:  # unsupported Brevitas layers are named while mirroring
         mirror = build_mirror(model, shape)
         twin, quantizer_precisions = mirror.twin, mirror.precisions
+    if any(_is_batch_unflatten(module) for module in twin.modules()):
+        if twin is model:  # never modify the caller's float model
+            twin = copy.deepcopy(model)
+        _unflatten_as_view(twin)
     graph = _trace(twin)
     _check_supported(graph, twin)
     unflattened = _unflattened_linears(graph, twin)
@@ -283,6 +287,29 @@ def _check_supported(graph: fx.Graph, model: nn.Module) -> None:
                 f"operation '{operation}'{where} cannot be converted by hls4ml; supported layer types: "
                 f"{', '.join(supported_layer_types())}; supported functions: {', '.join([*functions, 'view'])}"
             )
+
+
+class _View(nn.Module):
+    """``x.view(-1, *shape)``: an ``nn.Unflatten(1, shape)`` in a form hls4ml converts (a reshape)."""
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        super().__init__()
+        self.shape = tuple(int(dim) for dim in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(-1, *self.shape)
+
+
+def _is_batch_unflatten(module: nn.Module) -> bool:
+    return isinstance(module, nn.Unflatten) and module.dim == 1
+
+
+def _unflatten_as_view(model: nn.Module) -> None:
+    """Replace every ``Unflatten(1, shape)`` (e.g. a dense decoder's output image) by a `_View`."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if _is_batch_unflatten(child):
+                setattr(parent, name, _View(cast(nn.Unflatten, child).unflattened_size))
 
 
 def _unflattened_linears(graph: fx.Graph, model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:

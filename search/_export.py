@@ -458,25 +458,36 @@ class _Member:
         from hw_models import layer_precisions, profile_ranges, to_hls4ml
 
         precisions: dict[str, dict[str, str]] | None = None
-        if self.quantized:
+        settings = self.settings
+        how = "the Brevitas quantizers' (bit-exact mirror)"
+        if self.options.precision is not None:
             attempts = [self._attempt(None, torch_metrics)]
-            how = "the Brevitas quantizers' (bit-exact mirror)"
-            if self.options.full:
-                how += f"; the float decoder at {self.settings.default_precision}"
-        elif self.options.precision is not None:
+            how = (how + "; the float decoder" if self.quantized else "every tensor") + (
+                f" at {self.settings.default_precision} (--precision)"
+            )
+        elif self.quantized and self.options.full:
+            # The float decoder's tensors take the default type: the narrowest ap_fixed<W,I> that passes.
+            attempts = self._search_width(
+                lambda width: self._attempt(None, torch_metrics, self._decoder_settings(width))
+            )
+        elif self.quantized:
             attempts = [self._attempt(None, torch_metrics)]
-            how = f"{self.settings.default_precision} for every tensor (--precision)"
         else:
             ranges = profile_ranges(self.part, self.data.val_x)
-            attempts = self._search_width(lambda width: layer_precisions(ranges, width), torch_metrics)
+            attempts = self._search_width(
+                lambda width: self._attempt(layer_precisions(ranges, width), torch_metrics)
+            )
         chosen = next((a for a in attempts if a["passed"]), attempts[-1])
-        if "width" in chosen:
+        if "width" in chosen and self.quantized:
+            settings = self._decoder_settings(chosen["width"])
+            how += f"; the float decoder at {settings.default_precision}"
+        elif "width" in chosen:
             precisions = layer_precisions(ranges, chosen["width"])
             how = f"per layer from the weights and the activations on the validation rows, {chosen['width']} bits wide"
         graph = to_hls4ml(
             self.part,
             self.task.input_shape,
-            self.settings,
+            settings,
             output_dir=str(self.folder / "hls4ml_prj"),
             precisions=precisions,
         )
@@ -500,17 +511,24 @@ class _Member:
         }
         return graph, verification
 
-    def _search_width(
-        self, precisions_of: Callable[[int], dict[str, dict[str, str]]], torch_metrics: dict[str, float]
-    ) -> list[dict[str, Any]]:
-        """Bisect FLOAT_WIDTHS for the narrowest width that passes; the attempts by width (a passing one
-        first when there is one)."""
+    def _decoder_settings(self, width: int) -> Any:
+        """The export's settings with ``ap_fixed<width, I>`` as the default type (the integer bits I of
+        the sweep's default type kept)."""
+        from hw_models import parse_precision
+
+        _, integer = parse_precision(self.settings.default_precision)
+        return dataclasses.replace(self.settings, default_precision=f"ap_fixed<{width},{integer}>")
+
+    @staticmethod
+    def _search_width(attempt_at: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+        """Bisect FLOAT_WIDTHS for the narrowest width whose attempt passes; the attempts by width (a
+        passing one first when there is one)."""
         tried: dict[int, dict[str, Any]] = {}
         low, high = 0, len(FLOAT_WIDTHS) - 1
         while low <= high:
             middle = (low + high) // 2
             width = FLOAT_WIDTHS[middle]
-            tried[width] = {"width": width, **self._attempt(precisions_of(width), torch_metrics)}
+            tried[width] = {"width": width, **attempt_at(width)}
             if tried[width]["passed"]:
                 high = middle - 1
             else:
@@ -519,14 +537,22 @@ class _Member:
         return sorted(attempts, key=lambda a: not a["passed"])
 
     def _attempt(
-        self, precisions: dict[str, dict[str, str]] | None, torch_metrics: dict[str, float]
+        self,
+        precisions: dict[str, dict[str, str]] | None,
+        torch_metrics: dict[str, float],
+        settings: Any = None,
     ) -> dict[str, Any]:
-        """Convert, compile (g++) and run one candidate on the validation rows, in a scratch directory."""
+        """Convert, compile (g++) and run one candidate on the validation rows, in a scratch directory
+        (with ``settings``, the export's when None)."""
         from hw_models import to_hls4ml, verify_bit_exact
 
         with tempfile.TemporaryDirectory(prefix="hwnas-export-") as scratch:
             graph = to_hls4ml(
-                self.part, self.task.input_shape, self.settings, output_dir=scratch, precisions=precisions
+                self.part,
+                self.task.input_shape,
+                settings or self.settings,
+                output_dir=scratch,
+                precisions=precisions,
             )
             check = verify_bit_exact(
                 self.part, graph, self.data.val_x, tolerance=0.0 if self._exact else math.inf
@@ -719,14 +745,15 @@ def _run_qonnx(path: Path, x: np.ndarray) -> np.ndarray:
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
 
-    model = cleanup_model(ModelWrapper(str(path)))
-    model = model.transform(ChangeBatchSize(len(x))).transform(InferShapes())
-    name, output = model.graph.input[0].name, model.graph.output[0].name
-    # qonnx runs each standard node as a one-node model stamped with the installed onnx's IR version (14),
-    # newer than onnxruntime 1.31 loads (13); the nodes need no newer IR than 10.
+    # qonnx runs each standard node (when folding constants, too) as a one-node model stamped with the
+    # installed onnx's IR version (14), newer than onnxruntime 1.31 loads (13); the nodes need no newer IR
+    # than 10.
     saved = onnx.IR_VERSION
     onnx.IR_VERSION = _QONNX_NODE_IR_VERSION  # type: ignore[assignment]  # onnx types it as its Version enum
     try:
+        model = cleanup_model(ModelWrapper(str(path)))
+        model = model.transform(ChangeBatchSize(len(x))).transform(InferShapes())
+        name, output = model.graph.input[0].name, model.graph.output[0].name
         result = execute_onnx(model, {name: x.astype(np.float32)})[output]
     finally:
         onnx.IR_VERSION = saved

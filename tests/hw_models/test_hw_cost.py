@@ -14,7 +14,16 @@ from hls4ml.model import ModelGraph
 from hls4ml.model.layers import Layer
 from torch import nn
 
-from hw_models import COST_QUANTITIES, FORMULA_VERSION, CostReport, HWSettings, LayerCost, estimate, to_hls4ml
+from hw_models import (
+    COST_QUANTITIES,
+    FORMULA_VERSION,
+    CostReport,
+    HWError,
+    HWSettings,
+    LayerCost,
+    estimate,
+    to_hls4ml,
+)
 
 
 def _row(report: CostReport, class_name: str, index: int = 0) -> LayerCost:
@@ -228,6 +237,8 @@ def test_distributed_arithmetic_costs_the_kept_weights_without_multipliers() -> 
         assert "weight" not in layer.weights  # the graph itself no longer holds them
         assert row.multipliers == row.dsp == 0
         assert row.lut == layer.get_attr("da_kernel_cost") * layer.get_attr("parallelization_factor", 1) > 0
+    with pytest.raises(HWError, match=r"distributed_arithmetic needs a quantized \(Brevitas\) model"):
+        estimate(nn.Sequential(nn.Linear(4, 2)), (4,), distributed)
 
 
 def test_clock_period_sets_adder_levels_and_ns() -> None:

@@ -88,6 +88,17 @@ def test_float_unflatten_decoder_matches_within_tolerance_and_detects_a_wrong_mo
     assert not verify_bit_exact(decoder, graph, x, tolerance=0.0).passed
 
 
+@pytest.mark.slow
+def test_nn_unflatten_converts_as_a_view_and_matches(tmp_path: Path) -> None:
+    # The ECON-T dense decoder ends in nn.Unflatten, which hls4ml has no handler for.
+    torch.manual_seed(1)
+    decoder = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Unflatten(1, (8, 2, 2)), nn.Conv2d(8, 2, 1))
+    x = torch.rand(50, 16, generator=torch.Generator().manual_seed(14))
+    report = verify_bit_exact(decoder, to_hls4ml(decoder, (16,), output_dir=str(tmp_path)), x)
+    assert report.passed and report.max_abs_error < report.tolerance
+    assert isinstance(decoder[2], nn.Unflatten)  # the caller's model is left as it was
+
+
 def test_bad_tolerance_and_input_are_refused_before_compiling(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Linear(4, 2))
     graph = to_hls4ml(model, (4,), output_dir=str(tmp_path))

@@ -176,6 +176,32 @@ def test_distributed_arithmetic_export_is_bit_exact_without_dsps_and_refuses_flo
     _check_manifest(folder)
 
 
+@pytest.mark.slow
+def test_full_export_of_a_quantized_dense_model_searches_the_float_decoder_width(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    dense = {
+        "n_conv": 0,
+        "n_dense": 0,
+        "latent": 12,
+        "lr": 0.003,
+        "batch_size": 128,
+        **{k: v for k, v in QUANTIZED_BASELINE.items() if k != "preset"},
+        "sparsity": 0.0,
+        "l1_reg": False,
+    }
+    run_sweep(parse_config(_sweep(sqlite_url, warm_start=[dense], trials=1, epochs=2)))
+    out = tmp_path / "out"
+    result = _export(sqlite_url, "--trial", "0", "--full", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    check = json.loads((out / "trial-00000" / "verification.json").read_text())
+    assert check["passed"] and abs(check["metric_changes"]["emd_mean"]) <= 0.01
+    assert "the float decoder at ap_fixed<" in check["precision"]
+    widths = [attempt["width"] for attempt in check["attempts"]]
+    assert widths and len(set(widths)) == len(widths)  # bisected, each width tried once
+    assert (out / "trial-00000" / "model.qonnx.onnx").is_file()  # the whole model, reloaded by qonnx
+
+
 @pytest.fixture
 def small_sweep(sqlite_url: str) -> str:
     """A completed quantized trial 0 and an INFEASIBLE float trial 1 (over the budget)."""
