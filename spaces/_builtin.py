@@ -3,7 +3,8 @@
 Parameter names are the contract with `build_model`. Layer ``i`` of a stack is active when the layer count
 exceeds ``i``, so absent layers carry no parameters. Compression knobs (both spaces): ``quantize`` with,
 when on, ``weight_bits``/``act_bits`` (3..16) and the encoded-output ``output_bits``; ``sparsity`` (target
-of iterative magnitude pruning, 0..0.9); ``l1_reg`` with, when on, the L1 strength ``l1`` (log 1e-6..1e-3).
+of iterative magnitude pruning, 0..0.9); ``l1_reg`` with, when on, the L1 strength ``l1`` (log 1e-6..1e-3; econt 1e-6..1e-4: under Adam, stronger
+L1 drove small ECON-T encoders to 0 right after the warm-up, benchmarks/collapse.txt after-v5).
 The econt learning rate is log-uniform in 1e-3..1e-2 (lower rates collapse in short runs), the waveform one
 in 1e-4..1e-2. The econt conv layers obey ``conv_coverage`` (stride at most the kernel): a stride-4 kernel-1
 layer sees 3 of the 48 cells; of the 20-draw sample in benchmarks/collapse.txt, 5 draws had a stride above
@@ -24,9 +25,10 @@ PRESET_NAMES = ("econt_baseline", "waveform_baseline", "trigger_baseline")
 _MAX_CONV = 3
 _MAX_DENSE = 3
 _MAX_HIDDEN = 4
+_ECONT_L1_HIGH = 1e-4
 
 
-def _compression(output_bits: Param, *, input_bits: bool) -> list[Param]:
+def _compression(output_bits: Param, *, input_bits: bool, l1_high: float = 1e-3) -> list[Param]:
     quantized = {"quantize": True}
     params: list[Param] = [
         BoolParam("quantize"),
@@ -39,7 +41,7 @@ def _compression(output_bits: Param, *, input_bits: bool) -> list[Param]:
         output_bits,
         FloatParam("sparsity", 0.0, 0.9),
         BoolParam("l1_reg"),
-        FloatParam("l1", 1e-6, 1e-3, log=True, active_if={"l1_reg": True}),
+        FloatParam("l1", 1e-6, l1_high, log=True, active_if={"l1_reg": True}),
     ]
     return params
 
@@ -71,7 +73,7 @@ def _econt() -> Space:
     ]
     # 2/3/4/5 e-links carry 3/5/7/9 bits per encoded output.
     output_bits = ChoiceParam("output_bits", [3, 5, 7, 9], ordered=True, active_if={"quantize": True})
-    params += _compression(output_bits, input_bits=True)
+    params += _compression(output_bits, input_bits=True, l1_high=_ECONT_L1_HIGH)
     constraints = [Constraint.builtin("conv_shape", input_size=8), Constraint.builtin("conv_coverage")]
     return Space(params, constraints, name="econt")
 

@@ -196,18 +196,27 @@ class _Layers:
         return [QuantIdentity(act_quant=_act_quantizer(signed=signed, bits=bits), bit_width=bits)]
 
 
-def _init_weights(model: nn.Module) -> None:
-    """He-normal weights (fan-in, ReLU gain) and zero biases for every Conv/ConvTranspose/Linear layer.
+def _init_weights(model: nn.Module, *, nonnegative_input: bool = False) -> None:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every Conv/ConvTranspose/Linear layer;
+    with ``nonnegative_input`` (charges) the first layer's weights start non-negative (|He-normal|).
 
     ECON-T inputs are sparse and small (a normalised module sums to 1-2 over 64 pixels). With torch's default
     init (weight variance 1/(3 fan_in), biases of the same order as the signal) a stack of several layers
     starts as a near-constant function: on real ttbar rows the latent varied across rows with a std of
     0.0003-0.003, against 0.02-0.2 with this init (benchmarks/collapse.txt), and short runs then settle in
-    the constant-output optimum. Uses the global torch generator (seeded by the caller).
+    the constant-output optimum. On non-negative inputs a first-layer unit whose weights are all negative
+    is 0 on every row and never gets a gradient: a 2-filter kernel-1 first conv had both filters dead at
+    init, and the whole network with them (benchmarks/collapse.txt after-v5). Uses the global torch
+    generator (seeded by the caller).
     """
+    first = True
     for module in model.modules():
         if isinstance(module, _PRUNABLE):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if first and nonnegative_input:
+                with torch.no_grad():
+                    module.weight.abs_()
+            first = False
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
@@ -238,6 +247,7 @@ class Autoencoder(nn.Module):
         l1: float = 0.0,
         prune_decoder: bool = True,
         layers: _Layers | None = None,
+        nonnegative_input: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= sparsity < 1.0:
@@ -266,7 +276,7 @@ class Autoencoder(nn.Module):
                 "a quantized Autoencoder with node gates needs the layers= factory it was built with"
             )
         self._index_layers()
-        _init_weights(self)
+        _init_weights(self, nonnegative_input=nonnegative_input)
 
     def _index_layers(self) -> None:
         """The weighted layers, the ones magnitude pruning masks and L1 shrinks, and the mask buffers."""

@@ -46,7 +46,7 @@ def test_conv_transpose_is_named_with_supported_types() -> None:
 
 def test_decoder_error_hints_at_the_encoder_and_leaves_no_project_directory() -> None:
     project_dirs = set(Path(tempfile.gettempdir()).glob("hwnas-hls4ml-*"))
-    with pytest.raises(UnsupportedLayerError, match=r"decoder\.0' \(Unflatten\).*model\.encoder"):
+    with pytest.raises(UnsupportedLayerError, match=r"decoder\.1' \(ConvTranspose2d\).*model\.encoder"):
         to_hls4ml(_Autoencoder(), (1, 8, 8))
     assert set(Path(tempfile.gettempdir()).glob("hwnas-hls4ml-*")) <= project_dirs
     assert estimate(_Autoencoder().encoder, (1, 8, 8)).value("ops") == 2 * 64 * 8 + 8

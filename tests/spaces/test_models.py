@@ -281,3 +281,14 @@ def test_l1_starts_with_compression_and_spares_the_econt_decoder(build: Build) -
     model.set_stage("prune")
     model.before_epoch(1, 2)
     assert float(model.regularization().detach()) > 0
+
+
+def test_the_first_layer_starts_non_negative_on_charges_only(build: Build) -> None:
+    # A first-layer unit with only negative weights is dead on every row of non-negative inputs.
+    torch.manual_seed(3)
+    econt = build("econt", {**get_preset("econt_baseline"), "conv0_filters": 2, "conv0_kernel": 1})
+    weighted = [m for m in econt.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+    assert bool((weighted[0].weight >= 0).all()) and float(weighted[0].weight.detach().abs().sum()) > 0
+    assert bool((weighted[1].weight < 0).any())  # the later layers stay zero-mean
+    waveform = build("waveform", get_preset("waveform_baseline"))  # baseline-subtracted: signed inputs
+    assert bool((next(m for m in waveform.modules() if isinstance(m, nn.Linear)).weight < 0).any())

@@ -86,7 +86,7 @@ def test_rebuilt_network_has_the_requested_widths_and_the_gated_outputs(
     model.eval(), pruned.eval()
     with torch.no_grad():
         hardened, rebuilt = model(x), pruned(x)
-        assert torch.allclose(hardened, rebuilt, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(hardened, rebuilt, rtol=1e-5, atol=1e-5)  # float32 folding, outputs up to ~9
         # The hardened gates really cut nodes: reopening them changes the outputs.
         for gate in gates_of(model.encoder):
             gate.mask.fill_(1.0)
