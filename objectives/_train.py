@@ -38,6 +38,9 @@ class TrainSettings:
     the first steps), ``"constant"`` or ``"warmup_cosine"`` (trained less far in 10-epoch ECON-T runs);
     see benchmarks/collapse.txt. ``stages`` (:func:`fit`): a staged recipe of ``(kind, epochs)`` pairs
     (kinds: `spaces.STAGES`) whose epochs add up to ``epochs``; empty: the model's own schedule.
+    ``grad_clip`` (None: off) rescales each step's gradient to at most that L2 norm: at lr near 1e-2 the
+    first steps of some conv stacks had larger gradients and left every decoder ReLU dead (a no-op on
+    the others; benchmarks/collapse.txt after-v7).
     """
 
     epochs: int
@@ -49,6 +52,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     lr_schedule: str = "warmup"
     stages: tuple[tuple[str, int], ...] = ()
+    grad_clip: float | None = 1.0
 
     def lr_factor(self, step: int, total_steps: int) -> float:
         """The multiplier of ``lr`` at 0-based optimiser ``step`` of ``total_steps``: 1 for ``"constant"``;
@@ -80,6 +84,8 @@ class TrainSettings:
             problems.append(f"min_delta must be a finite value >= 0, got {self.min_delta}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             problems.append(f"weight_decay must be a finite value >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            problems.append(f"grad_clip must be a finite value > 0 or None, got {self.grad_clip}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         for kind, epochs in self.stages:
@@ -229,6 +235,8 @@ def train(
                 _finite_or_raise(objective, epoch, "training loss")
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
+                if settings.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
                 for group in optimizer.param_groups:
                     group["lr"] = settings.lr * settings.lr_factor(step, total_steps)
                 optimizer.step()

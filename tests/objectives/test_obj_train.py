@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from objectives import DivergedError, ObjectivesError, TaskData, TrainSettings, get_task, train
 
@@ -234,6 +235,8 @@ def test_settings_and_data_are_validated(waveform_data: TaskData) -> None:
         TrainSettings(epochs=1, lr=float("nan"))
     with pytest.raises(ObjectivesError, match=r"patience must be >= 1 or None, got 0"):
         TrainSettings(epochs=1, patience=0)
+    with pytest.raises(ObjectivesError, match=r"grad_clip must be a finite value > 0 or None, got 0"):
+        TrainSettings(epochs=1, grad_clip=0)
     empty = TaskData(
         "waveform",
         "synthetic",
@@ -245,3 +248,23 @@ def test_settings_and_data_are_validated(waveform_data: TaskData) -> None:
     )
     with pytest.raises(ObjectivesError, match=r"needs training and validation rows, got 720 and 0"):
         train(small_waveform_model(), get_task("waveform"), empty, TrainSettings(epochs=1))
+
+
+@pytest.mark.parametrize("clip", [0.1, 0.01])
+def test_grad_clip_bounds_every_step_s_gradient_norm(waveform_data: TaskData, clip: float) -> None:
+    norms: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, *_: object) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    task = get_task("waveform")
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        train(small_waveform_model(), task, waveform_data, TrainSettings(epochs=1, lr=1e-2, grad_clip=None))
+        unclipped, norms[:] = list(norms), []
+        train(small_waveform_model(), task, waveform_data, TrainSettings(epochs=1, lr=1e-2, grad_clip=clip))
+    finally:
+        handle.remove()
+    assert max(unclipped) > clip  # the bound is reached at least once
+    assert len(norms) == len(unclipped) and max(norms) <= clip * (1 + 1e-5)
