@@ -46,6 +46,7 @@ from search.execution._setup import (
     SweepError,
     build_strategy,
     checkpoint_dir,
+    existing_sweep,
     load_sweep,
     make_executor,
     open_sweep,
@@ -94,7 +95,14 @@ class SweepLoop:
         # Everything that can be wrong with the config is checked before the sweep is created.
         self.space, self.warm_start, self.strategy = prepare(config)
         self.rungs = rung_plan(config)
-        # A preset teacher is trained here, once per store, before any worker starts.
+        # A preset teacher is trained here, once per store, before any worker starts (and only after
+        # the name is known to be free or this config's: a clash must not cost a teacher's training).
+        if config.distill is not None:
+            store = Store(config.store)
+            try:
+                existing_sweep(store, config)
+            finally:
+                store.close()
         self.teacher = launch_teacher(config)
         teacher = config.distill.teacher if config.distill is not None else None
         self._teacher_trial = teacher if isinstance(teacher, int) else None

@@ -152,9 +152,21 @@ def checkpoint_dir(config: SweepConfig) -> str | None:
     return str(Path(url.database).with_suffix(".runs") / config.name)
 
 
+def existing_sweep(store: Store, config: SweepConfig) -> SweepRecord | None:
+    """The stored sweep of ``config.name``, None if there is none; SweepError if it has another config."""
+    existing = store.get_sweep(config.name)
+    if existing is not None and existing.config_hash != config.fingerprint():
+        raise SweepError(
+            f"a sweep named {config.name!r} already exists in {make_url(config.store).render_as_string()} "
+            "with a different config; choose another name (--name) or resume it with "
+            f"`hwnas sweep resume {config.name}`"
+        )
+    return existing
+
+
 def open_sweep(store: Store, config: SweepConfig) -> SweepRecord:
     """Create the sweep, or return the existing one if it was created from the same config."""
-    existing = store.get_sweep(config.name)
+    existing = existing_sweep(store, config)
     if existing is None:
         reference = None
         if config.reference_point is not None:
@@ -168,15 +180,9 @@ def open_sweep(store: Store, config: SweepConfig) -> SweepRecord:
                 reference_point=reference,
             )
         except StoreError:
-            existing = store.get_sweep(config.name)  # lost a creation race to another driver
+            existing = existing_sweep(store, config)  # lost a creation race to another driver
             if existing is None:
                 raise
-    if existing.config_hash != config.fingerprint():
-        raise SweepError(
-            f"a sweep named {config.name!r} already exists in {make_url(config.store).render_as_string()} "
-            "with a different config; choose another name (--name) or resume it with "
-            f"`hwnas sweep resume {config.name}`"
-        )
     return existing
 
 

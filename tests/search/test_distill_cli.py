@@ -229,3 +229,23 @@ def test_a_missing_or_mismatched_teacher_trial_exits_2_and_writes_nothing(
         assert store.get_sweep("bad-teacher") is None
     finally:
         store.close()
+
+
+def test_a_name_clash_exits_2_before_the_preset_teacher_is_trained(
+    tmp_path: Path, plain: tuple[str, dict[int, TrialRecord]]
+) -> None:
+    url, _ = plain
+    path = tmp_path / "clash.yaml"
+    path.write_text(yaml.safe_dump(sweep("plain", url, distill={"teacher": "waveform_baseline"})))
+    store = Store(url)
+    try:
+        before = [s.name for s in store.list_sweeps()]
+    finally:
+        store.close()
+    result = runner.invoke(app, ["sweep", "launch", str(path)])
+    assert result.exit_code == 2 and "a sweep named 'plain' already exists" in " ".join(result.output.split())
+    store = Store(url)
+    try:
+        assert [s.name for s in store.list_sweeps()] == before  # no teacher sweep was trained
+    finally:
+        store.close()
