@@ -232,5 +232,7 @@ def test_per_second_the_search_spends_less_of_its_clock_where_trials_train_slowl
         return slow, clock
 
     (slow_on, clock_on), (slow_off, clock_off) = spent(True), spent(False)
-    assert slow_on <= 8, f"{slow_on} of 30 trials after the initial phase in the slow half"
-    assert slow_on < slow_off and clock_on < 0.75 * clock_off
+    # Seeds 0-5 measured 3-9 of 30 slow trials with per_second against 10-19 without (the exact counts
+    # move by one or two between machines: the forests' floating-point sums differ).
+    assert slow_on <= 10, f"{slow_on} of 30 trials after the initial phase in the slow half"
+    assert slow_on <= 0.6 * slow_off and clock_on < 0.75 * clock_off
