@@ -15,12 +15,13 @@ from ._cost import COST_QUANTITIES, FORMULA_VERSION, CostReport, LayerCost, cost
 from ._cpu import CPU_QUANTITIES, CpuLatency, measure_cpu_latency, onnxruntime_problem
 from ._errors import HWError, UnsupportedLayerError
 from ._precision import TensorRange, fixed_type, layer_precisions, profile_ranges
-from ._settings import HWSettings, parse_precision
+from ._settings import DISTRIBUTED_ARITHMETIC, HWSettings, parse_precision
 from ._verify import VerifyReport, verify_bit_exact
 
 __all__ = [
     "COST_QUANTITIES",
     "CPU_QUANTITIES",
+    "DISTRIBUTED_ARITHMETIC",
     "FORMULA_VERSION",
     "Budget",
     "CostReport",

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import hls4ml
 import torch
@@ -300,7 +300,7 @@ class _View(nn.Module):
         return x.view(-1, *self.shape)
 
 
-def _is_batch_unflatten(module: nn.Module) -> bool:
+def _is_batch_unflatten(module: nn.Module) -> TypeGuard[nn.Unflatten]:
     return isinstance(module, nn.Unflatten) and module.dim == 1
 
 
@@ -309,7 +309,7 @@ def _unflatten_as_view(model: nn.Module) -> None:
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if _is_batch_unflatten(child):
-                setattr(parent, name, _View(cast(nn.Unflatten, child).unflattened_size))
+                setattr(parent, name, _View(child.unflattened_size))
 
 
 def _unflattened_linears(graph: fx.Graph, model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:

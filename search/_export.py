@@ -257,8 +257,7 @@ def export_trials(
     check_out(options.out, force=options.force)
     checkpoints = {t.number: load_checkpoint(store, t) for t in trials}
     task = job_task(config.task)
-    if settings.strategy == "distributed_arithmetic":
-        _check_distributed(task, trials, full=options.full)
+    _check_distributed(settings, task, trials, full=options.full)
     data = task_data(config.task, config.seed)  # the validation rows the stored metrics come from
     all_trials = store.trials(trials[0].sweep_id) if trials else []
     runs = evaluations(all_trials)
@@ -297,10 +296,12 @@ def export_trials(
     return ExportSummary(options.out, members)
 
 
-def _check_distributed(task: Any, trials: Sequence[TrialRecord], *, full: bool) -> None:
+def _check_distributed(settings: Any, task: Any, trials: Sequence[TrialRecord], *, full: bool) -> None:
     """Distributed arithmetic only for fixed-point (quantized) parts: HWError naming the float trials."""
-    from hw_models import HWError
+    from hw_models import DISTRIBUTED_ARITHMETIC, HWError
 
+    if settings.strategy != DISTRIBUTED_ARITHMETIC:
+        return
     floats = [t.number for t in trials if not getattr(task.build_model(t.params), "quantized", False)]
     if floats or full:
         what = (

@@ -3,11 +3,12 @@
 Parameter names are the contract with `build_model`. Layer ``i`` of a stack is active when the layer count
 exceeds ``i``, so absent layers carry no parameters. Compression knobs (both spaces): ``quantize`` with,
 when on, ``weight_bits``/``act_bits`` (3..16) and the encoded-output ``output_bits``; ``sparsity`` (target
-of iterative magnitude pruning, 0..0.9); ``l1_reg`` with, when on, the L1 strength ``l1`` (log 1e-6..1e-3; econt 1e-6..1e-4: under Adam, stronger
-L1 drove small ECON-T encoders to 0 right after the warm-up, benchmarks/collapse.txt after-v5).
-The econt learning rate is log-uniform in 1e-3..1e-2 (lower rates collapse in short runs), the waveform one
-in 1e-4..1e-2; the econt batch size is at most 500 (at 1024, 20,000 rows give 200 Adam steps in 10 epochs:
-5 of 16 such draws of benchmarks/collapse.txt after-v5 collapsed, 3 of the other 44). The econt conv layers obey ``conv_coverage`` (stride at most the kernel): a stride-4 kernel-1
+of iterative magnitude pruning, 0..0.9); ``l1_reg`` with, when on, the L1 strength ``l1`` (log 1e-6..1e-3;
+econt 1e-6..1e-4: under Adam, stronger L1 drove small ECON-T encoders to 0 right after the warm-up,
+benchmarks/collapse.txt after-v5). The econt learning rate is log-uniform in 1e-3..1e-2 (lower rates collapse
+in short runs), the waveform one in 1e-4..1e-2; the econt batch size is at most 500 (at 1024, 20,000 rows
+give 200 Adam steps in 10 epochs: 5 of 16 such draws of benchmarks/collapse.txt after-v5 collapsed, 3 of the
+other 44). The econt conv layers obey ``conv_coverage`` (stride at most the kernel): a stride-4 kernel-1
 layer sees 3 of the 48 cells; of the 20-draw sample in benchmarks/collapse.txt, 5 draws had a stride above
 the kernel and 3 of them collapsed (draws 2, 7 and 12).
 """
