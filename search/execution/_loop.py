@@ -12,6 +12,8 @@ sweep. Guarantees:
 - Infeasible configs and configs over a hardware budget are recorded INFEASIBLE and told to the strategy
   without training. A trial that raises or diverges ends FAILED with its reason; the sweep goes on. A trial
   whose worker died runs again (up to ``max_retries``).
+- Replicates (``confirm_seeds``) are not search trials: when one completes, the strategy is told its
+  original's revised values, the mean of its evaluations (``Strategy.revise``), as a resume would tell them.
 - Ctrl-C (even one a library swallowed) puts running trials back in the queue and exits cleanly; ``resume``
   continues.
 """
@@ -178,6 +180,18 @@ class SweepLoop:
             values=dict(zip(self.objectives, values.tolist(), strict=True)),
             sem={name: std / np.sqrt(len(runs)) for name, std in self._noise.items()},
         )
+
+    def _revise_replicated(self, number: int) -> None:
+        """Tell the strategy the mean of trial ``number``'s evaluations now that a replicate of it completed
+        (as a resumed sweep would be told it), with the noise measured so far."""
+        runs = evaluations(self.store.trials(self.sweep.id))
+        self._noise = pooled_std(runs.values(), self.objectives)
+        group = runs.get(number)
+        if group is None:  # the original did not complete (replicates are only queued of completed ones)
+            return
+        original = group[0]
+        told = completed_as_told(original.results, self.objectives, original.fidelity)
+        self.strategy.revise(original.params, self._with_noise([t.results for t in group], told))
 
     def _queue_warm_start(self) -> None:
         for canonical in self.warm_start:
@@ -393,8 +407,10 @@ class SweepLoop:
                 told = self._with_noise([outcome.values], told)
         if key is not None:
             self.strategy.tell(key, told)
-        elif trial.replicate_of is None:  # replicates measure noise; the strategy learns from the search only
+        elif trial.replicate_of is None:
             self.strategy.observe(trial.params, told)
+        elif isinstance(outcome, Completed):
+            self._revise_replicated(trial.replicate_of)
         if self.progress is not None:
             finished = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED)
             done = self.store.count_trials(self.sweep.id, finished, replicates=False)

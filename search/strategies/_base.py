@@ -165,6 +165,28 @@ class Strategy(ABC):
         self._observe(canonical, outcome, values)
         self._counts[_outcome_kind(outcome)] += 1
 
+    def revise(self, config: Mapping[str, Any], outcome: Completed) -> None:
+        """Replace the values of a completed trial told or observed before: its replicates have finished,
+        and ``outcome`` holds the mean of its evaluations (with their standard errors in ``sem``).
+
+        A config the strategy has no completed trial of is ignored. Strategies whose backend cannot amend a
+        told trial (Optuna, Ax) keep the first values. Raises
+        StrategyError, as ``observe`` does, for a config that does not fit the space or a malformed outcome.
+        """
+        if not isinstance(outcome, Completed):
+            raise StrategyError(f"a revised outcome must be Completed, got {type(outcome).__name__}")
+        values = self._objective_values(outcome)
+        try:
+            canonical = self.space.canonicalize(config)
+        except SpaceError as exc:
+            raise StrategyError(f"revised config does not fit the space: {exc}") from exc
+        self._revise(canonical, outcome, values)
+
+    def _revise(  # noqa: B027 - optional hook: backends that cannot amend a told trial keep its first values
+        self, canonical: dict[str, Any], outcome: Completed, values: list[float] | None
+    ) -> None:
+        """Amend the trial of ``canonical`` to the revised ``outcome``."""
+
     def _setup(self) -> None:  # noqa: B027 - optional hook, a no-op for strategies without state
         """Build the backend's state once the common attributes are set (instead of overriding __init__)."""
 

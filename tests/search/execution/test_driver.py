@@ -465,6 +465,39 @@ def test_confirm_seeds_re_evaluates_front_members_while_the_sweep_runs(sqlite_ur
     assert len(search) == 4  # replicates do not count against the budget
 
 
+def test_a_completed_replicate_revises_its_original_for_the_strategy(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.execution._loop import SweepLoop
+    from search.results import evaluations
+
+    waveform = {"name": "waveform", "data": "synthetic", "rows": 200, "val_rows": 40}
+    objectives = [{"emd1d_mean": "minimize"}, {"params": "minimize"}]
+    config = parse_config(
+        small_config(
+            sqlite_url, task=waveform, space="waveform", objectives=objectives, trials=4, confirm_seeds=1
+        )
+    )
+    driver = SweepLoop(config)
+    revised: list[tuple[dict[str, Any], Completed]] = []
+    revise = driver.strategy.revise
+    monkeypatch.setattr(
+        driver.strategy,
+        "revise",
+        lambda params, outcome: (revised.append((params, outcome)), revise(params, outcome)),
+    )
+    driver.run()
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    runs = {n: group for n, group in evaluations(store.trials(sweep.id)).items() if len(group) > 1}
+    assert runs and len(revised) == len(runs)  # one revision per completed replicate
+    for params, outcome in revised:
+        group = next(g for g in runs.values() if g[0].params == params)
+        assert outcome.values["emd1d_mean"] == pytest.approx(np.mean([t.results["emd1d_mean"] for t in group]))
+        assert outcome.values["params"] == group[0].results["params"]
+        assert outcome.sem is not None and outcome.sem["emd1d_mean"] > 0  # the noise measured so far
+
+
 def test_a_front_member_outside_the_reference_box_is_not_replicated(sqlite_url: str) -> None:
     from search.execution._records import queue_replicates
 

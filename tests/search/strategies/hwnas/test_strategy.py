@@ -32,6 +32,24 @@ def test_resume_rebuilds_the_dedup_set_and_the_model() -> None:
     assert resumed.state_dict()["phase"] == "model"
 
 
+def test_revise_replaces_a_lucky_draw_in_the_front_and_the_model_data() -> None:
+    strategy = hwnas(seed=2, n_initial=4)
+    history = run(strategy, TOY, asks=8)
+    best = min(strategy._front_records(), key=lambda r: r.values["emd_mean"])
+    worse = {**best.values, "emd_mean": best.values["emd_mean"] + 10.0}  # its replicates scored far worse
+    strategy.revise(best.config, Completed(worse, sem={"emd_mean": 0.5}))
+    revised = [r for r in strategy._records if _config_key(r.config) == _config_key(best.config)]
+    assert [r.values["emd_mean"] for r in revised] == [worse["emd_mean"]]
+    assert all(r.values["emd_mean"] < worse["emd_mean"] for r in strategy._front_records())
+    strategy.ask(1)  # refitted on the revised value
+    assert strategy._model_size == len(history)
+    # A config it never learned of (another driver's trial) is left alone; a bad outcome is refused.
+    unknown = {**best.config, "lr": 0.0123}
+    strategy.revise(unknown, Completed(worse))
+    with pytest.raises(StrategyError, match="lacks objective"):
+        strategy.revise(best.config, Completed({"emd_mean": 1.0}))
+
+
 # -- options --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "message"),
