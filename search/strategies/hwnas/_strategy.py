@@ -172,7 +172,8 @@ class HwnasStrategy(_Selection):
         # closes the region around it) and in the quality model's data.
         key = _config_key(canonical)
         record = next(
-            (r for r in reversed(self._records) if r.kind == "completed" and _config_key(r.config) == key), None
+            (r for r in reversed(self._records) if r.kind == "completed" and _config_key(r.config) == key),
+            None,
         )
         if record is None:
             return  # a trial this strategy never learned of (another driver's): nothing to amend

@@ -493,7 +493,9 @@ def test_a_completed_replicate_revises_its_original_for_the_strategy(
     assert runs and len(revised) == len(runs)  # one revision per completed replicate
     for params, outcome in revised:
         group = next(g for g in runs.values() if g[0].params == params)
-        assert outcome.values["emd1d_mean"] == pytest.approx(np.mean([t.results["emd1d_mean"] for t in group]))
+        assert outcome.values["emd1d_mean"] == pytest.approx(
+            np.mean([t.results["emd1d_mean"] for t in group])
+        )
         assert outcome.values["params"] == group[0].results["params"]
         assert outcome.sem is not None and outcome.sem["emd1d_mean"] > 0  # the noise measured so far
 
