@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from search._config import CheckpointTeacher, ConfigError, SweepConfig, TaskConfig, parse_config
-from search.storage import Store, TrialRecord, TrialState
+from search.storage import Store, SweepRecord, TrialRecord, TrialState
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +326,22 @@ def launch_teacher(config: SweepConfig) -> TeacherJob | None:
 def _finished_trial(store: Store, sweep_name: str) -> bool:
     sweep = store.get_sweep(sweep_name)
     return sweep is not None and any(t.state.finished for t in store.trials(sweep.id))
+
+
+def check_same_teacher(store: Store, sweep: SweepRecord, teacher: TeacherJob) -> None:
+    """SweepError when the last distilled trial of a resumed sweep learnt from another file than ``teacher``
+    (its checkpoint was replaced since): the trials after the resume would learn from another model."""
+    for trial in reversed(store.trials(sweep.id, [TrialState.COMPLETED])):
+        taught = [a for a in store.artifacts(trial.id) if a["kind"] == "teacher"]
+        if not taught:
+            continue
+        if taught[-1]["sha256"] != teacher.sha256:
+            raise _problem(
+                f"{teacher.where} has changed since trial {trial.number} of this sweep learnt from it "
+                f"(sha256 {taught[-1]['sha256'][:12]}... then, {teacher.sha256[:12]}... now); allowed: restore "
+                "that file, or launch a new sweep (another name) with the new teacher"
+            )
+        return
 
 
 def trial_teacher(store: Store, trial: TrialRecord, config: SweepConfig) -> TeacherJob:

@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -34,7 +35,7 @@ import numpy as np
 
 from search._config import SweepConfig
 from search._types import Completed, Failed, Outcome, Pruned, Rejected
-from search.execution._distill import TeacherJob, launch_teacher, trial_teacher
+from search.execution._distill import TeacherJob, check_same_teacher, launch_teacher, trial_teacher
 from search.execution._executor import Executor, Finished, WorkerLost
 from search.execution._liveness import Heartbeat, ctrl_c_latch
 from search.execution._records import (
@@ -108,12 +109,16 @@ class SweepLoop:
         self.teacher = launch_teacher(config)
         teacher = config.distill.teacher if config.distill is not None else None
         self._teacher_trial = teacher if isinstance(teacher, int) else None
+        self._teacher_trial_id: int | None = None  # its row, once it exists (polled by id, not by a scan)
         self.executor = executor or make_executor(config)
         try:
             self.store = Store(config.store)
             self.sweep = open_sweep(self.store, config)
             session = self.store.start_session(self.sweep.id)
             if session > 1:  # a resume or a second driver: a stream of its own (the checks passed already)
+                if self.teacher is not None:
+                    check_same_teacher(self.store, self.sweep, self.teacher)
+                self._warn_older_cost_formulas()
                 self.strategy.close()
                 self.strategy = build_strategy(config, self.space, session=session)
         except BaseException:
@@ -144,6 +149,27 @@ class SweepLoop:
                     TrialState.FAILED,
                     error=f"worker {trial.worker} died (no heartbeat) after {trial.attempts} attempt(s)",
                 )
+
+    def _warn_older_cost_formulas(self) -> None:
+        """Warn when a resumed sweep holds costs estimated by older formulas than the ones its new trials get:
+        the front would set estimates side by side that are not comparable."""
+        from hw_models import FORMULA_VERSION
+
+        reports = self.store.costs([t.id for t in self.store.trials(self.sweep.id)])
+        older = Counter(
+            str(r.get("formula_version"))
+            for r in reports.values()
+            if r.get("formula_version") != FORMULA_VERSION
+        )
+        if older:
+            log.warning(
+                "sweep %s: %d trial(s) were costed with older formulas (%s); new trials are costed with %s, "
+                "so its front mixes estimates that are not comparable: launch a new sweep to compare costs",
+                self.sweep.name,
+                sum(older.values()),
+                ", ".join(f"{version}: {count}" for version, count in sorted(older.items())),
+                FORMULA_VERSION,
+            )
 
     def _rebuild_strategy(self) -> None:
         """Tell the strategy every finished search trial and remember every config the sweep has. Once
@@ -306,10 +332,15 @@ class SweepLoop:
         stops the sweep, if it did not complete)."""
         if self._teacher_trial is None or self.teacher is not None:
             return None
-        trials = self.store.trials(self.sweep.id)
-        trial = next((t for t in trials if t.number == self._teacher_trial), None)
-        if trial is None or not trial.state.finished:
-            return trial  # None: the next trials are numbered below it and train alone
+        if self._teacher_trial_id is None:  # not yet created: only the trials numbered below it exist
+            trials = self.store.trials(self.sweep.id)
+            found = next((t for t in trials if t.number == self._teacher_trial), None)
+            if found is None:
+                return None  # the next trials are numbered below it and train alone
+            self._teacher_trial_id = found.id
+        trial = self.store.get_trial(self._teacher_trial_id)
+        if not trial.state.finished:
+            return trial
         self.teacher = trial_teacher(self.store, trial, self.config)
         return None
 

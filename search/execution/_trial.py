@@ -292,6 +292,8 @@ def run_trial(job: TrialJob) -> Outcome:
         saved = _save_checkpoint(model, job)
         if saved is not None:
             store.add_artifact(job.trial_id, "checkpoint", *saved)
+        if job.distill is not None:  # which teacher file taught it: a resume refuses a replaced one
+            store.add_artifact(job.trial_id, "teacher", job.distill.checkpoint, job.distill.sha256)
         outcome = _objective_values(job.objectives, metrics, report.totals)
         if isinstance(outcome, Completed):
             extra = {k: float(v) for k, v in {**report.totals, **metrics}.items() if not math.isnan(v)}

@@ -249,3 +249,75 @@ def test_a_name_clash_exits_2_before_the_preset_teacher_is_trained(
         assert [s.name for s in store.list_sweeps()] == before  # no teacher sweep was trained
     finally:
         store.close()
+
+
+def test_a_resume_refuses_a_checkpoint_teacher_replaced_since_trials_learnt_from_it(
+    tmp_path: Path, plain: tuple[str, dict[int, TrialRecord]]
+) -> None:
+    url, reference = plain
+    teacher = reference[2]
+    store = Store(url)
+    try:
+        (source,) = [a["path"] for a in store.artifacts(teacher.id) if a["kind"] == "checkpoint"]
+    finally:
+        store.close()
+    weights = torch.load(source)
+    checkpoint = tmp_path / "teacher.pt"
+    torch.save(weights, checkpoint)
+    config = sweep(
+        "kd-file", url, distill={"teacher": {"checkpoint": str(checkpoint), "config": teacher.params}}
+    )
+    config["time_limit_s"] = 0.5  # stops after its first trial, to be resumed
+    kd = launch(tmp_path / "kd.yaml", config)
+    taught = [t for t in kd if t.state.value == "COMPLETED"]
+    assert taught
+    store = Store(url)
+    try:  # each distilled trial records which teacher file taught it
+        recorded = [a for t in taught for a in store.artifacts(t.id) if a["kind"] == "teacher"]
+    finally:
+        store.close()
+    assert [a["path"] for a in recorded] == [str(checkpoint.resolve())] * len(taught)
+    torch.save({name: tensor + 1.0 for name, tensor in weights.items()}, checkpoint)  # same shapes
+    result = runner.invoke(app, ["sweep", "resume", "kd-file", "--store", url])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert (
+        f"checkpoint '{checkpoint}' has changed since trial {taught[-1].number} of this sweep learnt"
+        in message
+    )
+    assert trials_of(url, "kd-file") == kd  # nothing trained or written
+
+
+def test_the_teacher_trial_and_replicates_are_never_cut_and_replicates_train_as_their_original(
+    tmp_path: Path,
+) -> None:
+    from search._config import parse_config
+    from search.execution._loop import SweepLoop
+
+    url = f"sqlite:///{tmp_path / 'hwnas.db'}"
+    config = sweep("kd-asha", url, latents=(4, 6, 8), distill={"teacher": 1}, epochs=4)
+    config["scheduler"] = {"kind": "asha", "mode": "aggressive"}
+    driver = SweepLoop(parse_config(config))
+    try:
+        assert driver.rungs is not None
+        rows = {}
+        for number, latent in enumerate((4, 6, 8)):
+            params = {**FIXED, "latent": latent}
+            rows[number] = driver.store.create_trial(driver.sweep.id, params, config_hash=f"h{number}")
+        replicates = {
+            number: driver.store.create_trial(
+                driver.sweep.id, rows[number].params, config_hash=f"h{number}", replicate_of=number
+            )
+            for number in (0, 2)
+        }
+        jobs = {number: driver._job(trial) for number, trial in rows.items()}
+        assert jobs[0].rungs is not None and jobs[2].rungs is not None  # search trials may be cut
+        assert jobs[1].rungs is None  # the teacher must complete
+        assert all(driver._job(r).rungs is None for r in replicates.values())  # replicates confirm
+        # A replicate learns from the teacher only if its original did: trial 0 trained alone.
+        assert not driver._learns_from_teacher_trial(replicates[0])
+        assert driver._learns_from_teacher_trial(replicates[2])
+        assert driver._pending_teacher() == driver.store.get_trial(rows[1].id)  # queued: the later ones wait
+    finally:
+        driver.store.close()
+        driver.executor.shutdown()

@@ -465,6 +465,37 @@ def test_confirm_seeds_re_evaluates_front_members_while_the_sweep_runs(sqlite_ur
     assert len(search) == 4  # replicates do not count against the budget
 
 
+def test_a_resume_warns_when_older_formulas_costed_some_trials(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from hw_models import FORMULA_VERSION
+    from search.execution._loop import SweepLoop
+
+    run_sweep(parse_config(small_config(sqlite_url, trials=2)))
+    store = Store(sqlite_url)
+    sweep, _ = load_sweep(store, "tiny")
+    first = store.trials(sweep.id)[0]
+    report = store.costs([first.id])[first.id]
+    store.record_cost(first.id, {**report, "formula_version": "hwnas-cost/1"})  # costed by an older release
+    with caplog.at_level(logging.WARNING, logger="search.execution._loop"):
+        resumed = SweepLoop(parse_config(small_config(sqlite_url, trials=2)))
+    resumed.store.close()
+    resumed.executor.shutdown()
+    assert (
+        f"sweep tiny: 1 trial(s) were costed with older formulas (hwnas-cost/1: 1); new trials are costed "
+        f"with {FORMULA_VERSION}" in caplog.text
+    )
+    caplog.clear()
+    store.record_cost(first.id, report)
+    with caplog.at_level(logging.WARNING, logger="search.execution._loop"):
+        again = SweepLoop(parse_config(small_config(sqlite_url, trials=2)))
+    again.store.close()
+    again.executor.shutdown()
+    assert "older formulas" not in caplog.text
+
+
 def test_a_completed_replicate_revises_its_original_for_the_strategy(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
