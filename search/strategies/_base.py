@@ -158,11 +158,7 @@ class Strategy(ABC):
         parameter, value out of range) or the outcome is malformed.
         """
         values = self._objective_values(outcome)
-        try:
-            canonical = self.space.canonicalize(config)
-        except SpaceError as exc:
-            raise StrategyError(f"observed config does not fit the space: {exc}") from exc
-        self._observe(canonical, outcome, values)
+        self._observe(self._canonical(config, "observed"), outcome, values)
         self._counts[_outcome_kind(outcome)] += 1
 
     def revise(self, config: Mapping[str, Any], outcome: Completed) -> None:
@@ -170,17 +166,19 @@ class Strategy(ABC):
         and ``outcome`` holds the mean of its evaluations (with their standard errors in ``sem``).
 
         A config the strategy has no completed trial of is ignored. Strategies whose backend cannot amend a
-        told trial (Optuna, Ax) keep the first values. Raises
-        StrategyError, as ``observe`` does, for a config that does not fit the space or a malformed outcome.
+        told trial (Optuna, Ax) keep the first values. Raises StrategyError, as ``observe`` does, for a
+        config that does not fit the space or a malformed outcome.
         """
         if not isinstance(outcome, Completed):
             raise StrategyError(f"a revised outcome must be Completed, got {type(outcome).__name__}")
         values = self._objective_values(outcome)
+        self._revise(self._canonical(config, "revised"), outcome, values)
+
+    def _canonical(self, config: Mapping[str, Any], what: str) -> dict[str, Any]:
         try:
-            canonical = self.space.canonicalize(config)
+            return self.space.canonicalize(config)
         except SpaceError as exc:
-            raise StrategyError(f"revised config does not fit the space: {exc}") from exc
-        self._revise(canonical, outcome, values)
+            raise StrategyError(f"{what} config does not fit the space: {exc}") from exc
 
     def _revise(  # noqa: B027 - optional hook: backends that cannot amend a told trial keep its first values
         self, canonical: dict[str, Any], outcome: Completed, values: list[float] | None
