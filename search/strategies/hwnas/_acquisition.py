@@ -153,6 +153,15 @@ def _min_distance(points: np.ndarray, others: np.ndarray) -> np.ndarray:
     return np.sqrt(np.min(np.sum(diff * diff, axis=2), axis=1))
 
 
+def _best_predicted(distance: np.ndarray, unit_mean: np.ndarray) -> int:
+    """The farthest candidate; among the equally far ones (one architecture with several training
+    settings), the one with the best predicted qualities (their normalised sum, minimised)."""
+    top = np.max(distance)
+    ties = distance >= top - _TIE_TOLERANCE * max(abs(top), 1e-300)
+    quality = unit_mean.sum(axis=1) if unit_mean.shape[1] else np.zeros(len(distance))
+    return int(np.argmin(np.where(ties, quality, np.inf)))
+
+
 class _Selection(_Modelling):
     """The choice of the proposals of an ask among the candidates (a layer of :class:`HwnasStrategy`)."""
 
@@ -186,11 +195,16 @@ class _Selection(_Modelling):
         cost_scale = np.where(high > low, high - low, 1.0)
         unit_costs = (costs - low) / cost_scale
         unit_known = (known_costs - low) / cost_scale
-        width = math.sqrt(max(features.shape[1], 1))
+        # Distances between configs (space-filling, exploration, ties) are measured over the architecture:
+        # spreading training settings would push them to the ends of their ranges (a maximin draw picked
+        # lr at its bound 1e-3 in a quarter of a real ttbar sweep's trials), where a short run learns least.
+        apart = self._encoder.architecture(features, self._training)
+        apart_known = self._encoder.architecture(known_features, self._training)
+        width = math.sqrt(max(apart.shape[1], 1))
         if model is None and self._quality_names:
-            return self._space_filling(pool, n, unit_costs, unit_known, features, known_features)
+            return self._space_filling(pool, n, unit_costs, unit_known, apart, apart_known)
         return self._by_ehvi(
-            pool, n, model, costs, unit_costs, unit_known, features, known_features, width, explore
+            pool, n, model, costs, unit_costs, unit_known, features, apart, apart_known, width, explore
         )
 
     def _inside_reference(self, pool: list[_Candidate]) -> list[_Candidate]:
@@ -216,7 +230,8 @@ class _Selection(_Modelling):
         features: np.ndarray,
         known_features: np.ndarray,
     ) -> list[_Candidate]:
-        """Greedy maximin: each pick is the candidate farthest from every known, pending and picked config.
+        """Greedy maximin: each pick is the candidate farthest (in cost and architecture) from every known,
+        pending and picked config.
         The ends of the pool's cost range count as known, so the first picks split the range inside instead
         of going to its ends: the cheapest architectures are the ones that learn least, and the dearest the
         slowest to train while adding least hypervolume on a log-cost axis."""
@@ -246,7 +261,8 @@ class _Selection(_Modelling):
         unit_costs: np.ndarray,
         unit_known: np.ndarray,
         features: np.ndarray,
-        known_features: np.ndarray,
+        apart: np.ndarray,
+        apart_known: np.ndarray,
         width: float,
         explore: bool,
     ) -> list[_Candidate]:
@@ -317,7 +333,7 @@ class _Selection(_Modelling):
             dominated = np.zeros(len(pool), dtype=bool)
         chosen: list[int] = []
         used_costs = unit_known
-        used_features = known_features
+        used_features = apart_known
         extra = unit_believers
         for _ in range(min(n, len(pool))):
             current = (
@@ -326,11 +342,9 @@ class _Selection(_Modelling):
             open_ = ~dominated
             open_[chosen] = False
             spread = (
-                _min_distance(unit_costs, used_costs) if k else _min_distance(features, used_features) / width
+                _min_distance(unit_costs, used_costs) if k else _min_distance(apart, used_features) / width
             )
-            far = (
-                _FEATURE_WEIGHT * _min_distance(features, used_features) / width
-            )  # with spread: space-filling
+            far = _FEATURE_WEIGHT * _min_distance(apart, used_features) / width  # with spread: space-filling
             if not open_.any() and chosen:
                 break  # the rest of the batch would be dominated: propose fewer, the next ask draws anew
             if not open_.any():
@@ -340,10 +354,9 @@ class _Selection(_Modelling):
                 remaining[chosen] = False
                 if not remaining.any():
                     break
-                score = np.where(remaining, far + spread, -np.inf)
-                best = int(np.argmax(score))
+                best = _best_predicted(np.where(remaining, far + spread, -np.inf), unit_mean)
             elif explore:
-                best = int(np.argmax(np.where(open_, far + spread, -np.inf)))
+                best = _best_predicted(np.where(open_, far + spread, -np.inf), unit_mean)
             else:
                 score = self._acquisition(unit_c, unit_mean, unit_std, current, ref, open_, weight)
                 top = np.max(score[open_])
@@ -351,7 +364,7 @@ class _Selection(_Modelling):
                 best = int(np.argmax(np.where(ties, spread, -np.inf)))
             chosen.append(best)
             used_costs = np.vstack([used_costs, unit_costs[best : best + 1]])
-            used_features = np.vstack([used_features, features[best : best + 1]])
+            used_features = np.vstack([used_features, apart[best : best + 1]])
             extra = np.vstack([extra, np.hstack([unit_c[best], unit_mean[best]])[None, :]])
         return [pool[i] for i in chosen]
 

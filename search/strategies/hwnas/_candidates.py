@@ -157,14 +157,17 @@ class _Candidates(Strategy):
 
     @staticmethod
     def _perturb(param: Param, value: Any, rng: np.random.Generator) -> Any:
-        """A neighbouring value: a step along ordered domains, a Gaussian move on the (log) scale of floats."""
+        """A neighbouring value: a step along ordered domains, a Gaussian move on the (log) scale of floats,
+        reflected at the bounds (clipped, half the moves from a value near a bound would land on it)."""
         if isinstance(param, BoolParam):
             return not value
         if isinstance(param, FloatParam):
             low, high, number = param.low, param.high, float(value)
             if param.log:
                 low, high, number = math.log(low), math.log(high), math.log(number)
-            moved = min(max(number + rng.normal(0.0, 0.15 * (high - low)), low), high)
+            moved = number + rng.normal(0.0, 0.15 * (high - low))
+            moved = 2 * low - moved if moved < low else 2 * high - moved if moved > high else moved
+            moved = min(max(moved, low), high)
             moved = math.exp(moved) if param.log else moved
             if param.step is not None:
                 moved = param.low + round((moved - param.low) / param.step) * param.step

@@ -59,6 +59,18 @@ class ConfigEncoder:
             low, high, number = math.log(low), math.log(high), math.log(number)
         return (number - low) / (high - low) if high > low else _NEUTRAL
 
+    def architecture(self, encoded: np.ndarray, training: frozenset[str]) -> np.ndarray:
+        """The columns of ``encoded`` rows that describe the architecture: without those of the
+        ``training`` parameters and of their activation indicators."""
+        keep = np.ones(self.width, dtype=bool)
+        for param, column in self._columns:
+            if param.name in training:
+                keep[column : column + self._width(param)] = False
+        for param, column in self._indicators:
+            if param.name in training:
+                keep[column] = False
+        return encoded[:, keep]
+
     def encode(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
         out = np.zeros((len(configs), self.width))
         for row, config in enumerate(configs):

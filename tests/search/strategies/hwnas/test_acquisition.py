@@ -208,3 +208,26 @@ def test_a_config_likely_to_collapse_loses_to_an_equal_one_that_trains(flagged: 
         pool.append(_Candidate(config, _config_key(config), strategy._transform_costs(result)))
     (chosen,) = strategy._select(pool, 1, ConstantModel(0.5, 0.3))
     assert chosen.config["lr"] == (2e-3 if flagged else 0.06)
+
+
+def test_space_filling_spreads_architectures_not_training_settings() -> None:
+    # A maximin over whole configs put 54 of these 80 first proposals in the outer fifth of lr's log range,
+    # where a short run learns least; drawn at random a fifth of them (16) would land there.
+    at_ends = 0
+    for seed in range(10):
+        proposals = hwnas(seed=seed, n_initial=8).ask(8)
+        lrs = [math.log10(p.config["lr"]) for p in proposals]
+        at_ends += sum(lr < -3.7 or lr > -1.3 for lr in lrs)
+        assert len({_config_key({k: v for k, v in p.config.items() if k != "lr"}) for p in proposals}) == 8
+    assert at_ends <= 20
+
+
+def test_an_exploration_pick_takes_the_best_predicted_training_settings_of_the_farthest_architecture() -> (
+    None
+):
+    from search.strategies.hwnas._acquisition import _best_predicted
+
+    distance = np.array([0.2, 0.9, 0.9, 0.9, 0.5])  # candidates 1-3: one architecture, three lr values
+    unit_mean = np.array([[0.0], [0.6], [0.3], [0.8], [0.1]])
+    assert _best_predicted(distance, unit_mean) == 2
+    assert _best_predicted(np.array([0.1, -np.inf, 0.3]), np.zeros((3, 0))) == 2  # no quality: the farthest

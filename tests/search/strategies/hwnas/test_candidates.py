@@ -179,3 +179,16 @@ def test_compression_is_searched_when_pinning_is_off_or_impossible(
     if options:  # the option turns off every pin
         assert pinned == {}
         assert {c["quantize"] for c in proposals} == {True, False}
+
+
+def test_a_perturbed_float_is_reflected_at_its_bounds_not_piled_on_them() -> None:
+    import numpy as np
+
+    from search.strategies.hwnas import HwnasStrategy
+
+    lr = TOY.param("lr")
+    rng = np.random.default_rng(0)
+    moved = [HwnasStrategy._perturb(lr, 1.2e-4, rng) for _ in range(400)]
+    assert all(1e-4 <= value <= 1e-1 for value in moved)
+    assert not any(value in (1e-4, 1e-1) for value in moved)  # clipped, ~40 % would sit on 1e-4
+    assert sum(value < 1.2e-4 for value in moved) > 20  # moves towards the bound still happen
