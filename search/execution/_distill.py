@@ -331,17 +331,14 @@ def _finished_trial(store: Store, sweep_name: str) -> bool:
 def check_same_teacher(store: Store, sweep: SweepRecord, teacher: TeacherJob) -> None:
     """SweepError when the last distilled trial of a resumed sweep learnt from another file than ``teacher``
     (its checkpoint was replaced since): the trials after the resume would learn from another model."""
-    for trial in reversed(store.trials(sweep.id, [TrialState.COMPLETED])):
-        taught = [a for a in store.artifacts(trial.id) if a["kind"] == "teacher"]
-        if not taught:
-            continue
-        if taught[-1]["sha256"] != teacher.sha256:
-            raise _problem(
-                f"{teacher.where} has changed since trial {trial.number} of this sweep learnt from it "
-                f"(sha256 {taught[-1]['sha256'][:12]}... then, {teacher.sha256[:12]}... now); allowed: restore "
-                "that file, or launch a new sweep (another name) with the new teacher"
-            )
-        return
+    last = store.last_artifact(sweep.id, "teacher")
+    if last is not None and last[1]["sha256"] != teacher.sha256:
+        number, taught = last
+        raise _problem(
+            f"{teacher.where} has changed since trial {number} of this sweep learnt from it "
+            f"(sha256 {taught['sha256'][:12]}... then, {teacher.sha256[:12]}... now); allowed: restore "
+            "that file, or launch a new sweep (another name) with the new teacher"
+        )
 
 
 def trial_teacher(store: Store, trial: TrialRecord, config: SweepConfig) -> TeacherJob:

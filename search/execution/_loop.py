@@ -25,7 +25,6 @@ import os
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -155,12 +154,7 @@ class SweepLoop:
         the front would set estimates side by side that are not comparable."""
         from hw_models import FORMULA_VERSION
 
-        reports = self.store.costs([t.id for t in self.store.trials(self.sweep.id)])
-        older = Counter(
-            str(r.get("formula_version"))
-            for r in reports.values()
-            if r.get("formula_version") != FORMULA_VERSION
-        )
+        older = {v: n for v, n in self.store.formula_versions(self.sweep.id).items() if v != FORMULA_VERSION}
         if older:
             log.warning(
                 "sweep %s: %d trial(s) were costed with older formulas (%s); new trials are costed with %s, "

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from search.storage._engine import every_public_method_waits_when_busy
@@ -104,10 +104,36 @@ class TrialData:
             rows = session.scalars(select(HWCostRow).where(HWCostRow.trial_id.in_(list(trial_ids))))
             return {r.trial_id: dict(r.report) for r in rows}
 
+    def formula_versions(self, sweep_id: int) -> dict[str, int]:
+        """How many of the sweep's cost reports each formula version made (one grouped query, no reports)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(HWCostRow.formula_version, func.count())
+                .join(TrialRow, TrialRow.id == HWCostRow.trial_id)
+                .where(TrialRow.sweep_id == sweep_id)
+                .group_by(HWCostRow.formula_version)
+            )
+            return {str(version): int(count) for version, count in rows}
+
     def add_artifact(self, trial_id: int, kind: str, path: str, sha256: str) -> None:
         with self._session() as session:
             self._require_trial(session, trial_id)
             session.add(ArtifactRow(trial_id=trial_id, kind=kind, path=path, sha256=sha256))
+
+    def last_artifact(self, sweep_id: int, kind: str) -> tuple[int, dict[str, str]] | None:
+        """The trial number and the artifact of ``kind`` added last to any trial of the sweep, or None."""
+        with self._session() as session:
+            row = session.execute(
+                select(TrialRow.number, ArtifactRow)
+                .join(TrialRow, TrialRow.id == ArtifactRow.trial_id)
+                .where(TrialRow.sweep_id == sweep_id, ArtifactRow.kind == kind)
+                .order_by(ArtifactRow.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            number, artifact = row
+            return int(number), {"kind": artifact.kind, "path": artifact.path, "sha256": artifact.sha256}
 
     def artifacts(self, trial_id: int) -> list[dict[str, str]]:
         """A trial's artifacts in the order they were added (the last checkpoint is the newest)."""

@@ -70,8 +70,8 @@ proposals are space-filling: the candidate farthest, in normalised log-cost (plu
 architecture distance), from every known config and from the two ends of the pool's cost range, which
 stratifies the first trials inside the cost range (its cheapest end learns least, its dearest trains
 slowest). Distances leave the training settings out: a maximin over them pushes lr to the ends of its range,
-where a short run learns least (a real ttbar sweep spent a quarter of its trials at lr = 1e-3 that way);
-the training settings of a space-filling pick are the pool's random draw, and those of an exploration pick
+where a short run learns least (a real ttbar sweep ran 11 of 37 trials at lr = 1e-3 that way, footer of
+benchmarks/search_real_ops_arch_spread.txt); the training settings of a space-filling pick are the pool's random draw, and those of an exploration pick
 (below) the ones the model rates best among the candidates of the chosen architecture. With a reference
 point, candidates whose exact cost is at or past it on a cost axis (they can add no hypervolume) leave the
 pool first, unless none is inside. When the undominated candidates run out within a batch, the batch is cut
