@@ -47,10 +47,12 @@ class Completed:
 
 @dataclass(frozen=True)
 class Pruned:
-    """Stopped early by a scheduler at ``fidelity`` epochs with these partial values."""
+    """Stopped early by a scheduler at ``fidelity`` epochs with these partial values; ``seconds``: its wall
+    time in its worker up to the stop (None if not measured)."""
 
     values: dict[str, float]
     fidelity: int
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)

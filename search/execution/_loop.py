@@ -41,6 +41,7 @@ from search.execution._records import (
     completed_as_told,
     fix_reference_point,
     outcome_of,
+    pruned_as_told,
     queue_replicates,
     state_for,
 )
@@ -430,6 +431,8 @@ class SweepLoop:
             told = completed_as_told(outcome.values, self.objectives, outcome.fidelity)
             if self._noise:  # one kind of data per objective: standard errors for every trial once known
                 told = self._with_noise([outcome.values], told)
+        elif isinstance(outcome, Pruned):
+            told = pruned_as_told(outcome.values, self.objectives, outcome.fidelity)
         if key is not None:
             self.strategy.tell(key, told)
         elif trial.replicate_of is None:

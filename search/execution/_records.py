@@ -23,12 +23,23 @@ def completed_as_told(results: Mapping[str, float], objectives: list[str], fidel
     )
 
 
+def pruned_as_told(results: Mapping[str, float], objectives: list[str], fidelity: int) -> Pruned:
+    """A pruned trial as strategies are told it: its partial objectives, the rung's epoch and the wall time
+    it took until then (what an early stop still cost the sweep)."""
+    seconds = results.get(TRIAL_SECONDS)
+    return Pruned(
+        {k: v for k, v in results.items() if k in objectives},
+        fidelity=fidelity,
+        seconds=None if seconds is None else float(seconds),
+    )
+
+
 def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:
     """The outcome a finished trial stands for, as strategies are told it."""
     if trial.state is TrialState.COMPLETED:
         return completed_as_told(trial.results, objectives, trial.fidelity)
     if trial.state is TrialState.PRUNED:
-        return Pruned({k: v for k, v in trial.results.items() if k in objectives}, fidelity=trial.fidelity)
+        return pruned_as_told(trial.results, objectives, trial.fidelity)
     if trial.state is TrialState.INFEASIBLE:
         return Rejected(trial.error or "infeasible")
     return Failed(trial.error or "failed")

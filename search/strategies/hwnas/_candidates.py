@@ -30,13 +30,15 @@ _PIN_CHECKS = 3  # architectures on which a compression knob is priced on and of
 @dataclass
 class _Record:
     """A finished trial the strategy knows of: canonical config, outcome kind, told values, whether the
-    task flagged the trained model as collapsed, and the completed trial's wall time (None if not told)."""
+    task flagged the trained model as collapsed, and a completed or pruned trial's wall time (None if not
+    told) over the epochs it ran (0 if not told)."""
 
     config: dict[str, Any]
     kind: str
     values: dict[str, float]
     collapsed: bool = False
     seconds: float | None = None
+    epochs: int = 0
 
 
 @dataclass

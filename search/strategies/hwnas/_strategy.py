@@ -94,8 +94,11 @@ class HwnasStrategy(_Selection):
         self._warned = None
         self._phase = "space-filling"
         self._explorations = 0
-        self._model_asks = 0
+        self._asks_since_exploration = 0
         self._interleaved = 0
+        self._exploring: set[str] = set()  # keys of pending interleaved-exploration picks
+        self._exploration_seconds = 0.0  # told seconds of the exploration picks
+        self._told_seconds = 0.0  # told seconds of every trial
         self._encoded = {}
         self._draws = np.random.default_rng([self.seed, 2**16]).standard_normal((_MC_SAMPLES, 4))
 
@@ -124,33 +127,52 @@ class HwnasStrategy(_Selection):
         self._asks += 1
         model = self._fitted_model()
         pool = self._pool(rng, model is not None, n)
-        chosen = self._select(pool, n, model, explore=self._interleaving(model))
+        explore = self._interleaving(model)
+        chosen = self._select(pool, n, model, explore=explore)
         proposals = []
         for candidate in chosen:
             key = str(self._next_key)
             self._next_key += 1
+            if explore:
+                self._exploring.add(key)
             self._seen.add(candidate.hash)
             self._pending_configs[key] = candidate.config
             proposals.append(Proposal(key=key, config=dict(candidate.config)))
         return proposals
 
     def _interleaving(self, model: QualityModel | None) -> bool:
-        """Whether this ask, one in ``explore_every`` of those with a fitted model, is space-filling (see the
-        package docstring)."""
+        """Whether this ask is an interleaved exploration: at most one in ``explore_every`` of those with a
+        fitted model, none while one is pending, and only while exploration picks have taken at most
+        1/``explore_every`` of the trial time told so far (see the package docstring)."""
         every = self.options["explore_every"]
         if model is None or not every:
             return False
-        self._model_asks += 1
-        due = self._model_asks % every == 0
-        self._interleaved += due
+        self._asks_since_exploration += 1
+        due = (
+            self._asks_since_exploration >= every
+            and not self._exploring
+            and self._exploration_seconds * every <= self._told_seconds
+        )
+        if due:
+            self._asks_since_exploration = 0
+            self._interleaved += 1
         return due
+
+    def _count_seconds(self, outcome: Outcome, *, exploration: bool) -> None:
+        seconds = outcome.seconds if isinstance(outcome, Completed | Pruned) else None
+        if seconds is not None and seconds > 0:
+            self._told_seconds += seconds
+            self._exploration_seconds += seconds if exploration else 0.0
 
     def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
         config = self._pending_configs.pop(key)
+        self._count_seconds(outcome, exploration=key in self._exploring)
+        self._exploring.discard(key)
         self._record(config, outcome, proposed=True)
 
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         self._seen.add(_config_key(canonical))
+        self._count_seconds(outcome, exploration=False)
         self._record(canonical, outcome, proposed=False)
         # A completed trial's told costs are its architecture's (the values the oracle would give, after
         # training): a resumed sweep needs no oracle call for the architectures it has trained.
@@ -194,17 +216,16 @@ class HwnasStrategy(_Selection):
             self._banned.add(arch)
             if arch in self._archive:
                 self._archive.remove(arch)
-        told: dict[str, float] = {}
+        record = _Record(config=dict(config), kind=kind, values={})
         if isinstance(outcome, Completed | Pruned):
-            told = {name: float(outcome.values[name]) for name in self._sign if name in outcome.values}
+            record.values = {
+                name: float(outcome.values[name]) for name in self._sign if name in outcome.values
+            }
+            record.seconds, record.epochs = outcome.seconds, outcome.fidelity
+            record.collapsed = isinstance(outcome, Completed) and outcome.collapsed
         elif not isinstance(outcome, Failed | Rejected):  # pragma: no cover - checked by the base class
             raise StrategyError(f"unexpected outcome {outcome!r}")
-        collapsed, seconds = (
-            (outcome.collapsed, outcome.seconds) if isinstance(outcome, Completed) else (False, None)
-        )
-        self._records.append(
-            _Record(config=dict(config), kind=kind, values=told, collapsed=collapsed, seconds=seconds)
-        )
+        self._records.append(record)
 
     def _extra_state(self) -> dict[str, Any]:
         return {
@@ -213,6 +234,9 @@ class HwnasStrategy(_Selection):
             "oracle_calls": self._oracle_calls,
             "dominated_explorations": self._explorations,
             "interleaved_explorations": self._interleaved,
+            "exploration_time_share": self._exploration_seconds / self._told_seconds
+            if self._told_seconds
+            else 0.0,
             "collapsed_trials": sum(r.collapsed for r in self._records),
             "miss_model": self._miss_fitted,
             "time_model": self._time_fitted,

@@ -371,14 +371,21 @@ def test_a_missing_data_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_asha_on_local_workers_prunes_trials_that_stay_out_of_the_front(sqlite_url: str) -> None:
+def test_asha_on_local_workers_prunes_trials_that_stay_out_of_the_front(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search._types import Pruned
+    from search.execution._loop import SweepLoop
+    from search.execution._records import outcome_of
     from search.results import sweep_front
 
     scheduler = {"kind": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 1}
     config = parse_config(
         small_config(sqlite_url, trials=8, epochs=4, executor={"workers": 2}, scheduler=scheduler)
     )
-    summary = run_sweep(config)
+    loop = SweepLoop(config)
+    told = record_outcomes(loop, monkeypatch)
+    summary = loop.run()
     store = Store(sqlite_url)
     sweep = store.get_sweep("tiny")
     assert sweep is not None
@@ -389,6 +396,13 @@ def test_asha_on_local_workers_prunes_trials_that_stay_out_of_the_front(sqlite_u
     for trial in pruned:
         assert 1 <= trial.fidelity < 4 and "emd_mean" not in trial.results and "bops" in trial.results
         assert [row["epoch"] for row in store.metrics(trial.id)] == list(range(1, trial.fidelity + 1))
+        # Told (and, after a resume, observed) with the time it took to its rung: the strategy's time model
+        # learns what the architectures an early rung cuts cost the clock.
+        resumed = outcome_of(trial, loop.objectives)
+        assert isinstance(resumed, Pruned) and resumed.fidelity == trial.fidelity
+        assert resumed.seconds == trial.results["trial_seconds"] > 0
+    told_pruned = sorted((o.fidelity, o.seconds) for _, o in told if isinstance(o, Pruned))
+    assert told_pruned == sorted((t.fidelity, t.results["trial_seconds"]) for t in pruned)
     front, volume = sweep_front(store, sweep)
     assert {t.number for t in front} <= {t.number for t in completed}
     assert [t.number for t in summary.front] == [t.number for t in front] and summary.hypervolume == volume

@@ -166,6 +166,29 @@ def test_the_time_model_predicts_which_configs_train_slowly_and_only_from_told_s
         assert relative_seconds(strategy, 0.06) == relative_seconds(strategy, 2e-3) == 1.0
 
 
+def test_pruned_trials_teach_the_time_model_their_speed_per_epoch() -> None:
+    """A region every trial of which an early rung cuts is still timed: 25 s to a rung at epoch 1 is 16
+    times slower per epoch than 30 s for a full 20-epoch run, although the pruned trial took the less time."""
+
+    def relative_seconds(strategy: HwnasStrategy, lr: float) -> float:
+        config = TOY.canonicalize({"n_layers": 1, "width0": 16, "bits": 4, "lr": lr})
+        costs = strategy._transform_costs({"ops": toy_ops(config)})
+        return float(strategy._relative_seconds(strategy._features([config], costs[None, :]))[0])
+
+    strategy = hwnas(n_initial=2)
+    for width in (8, 16, 32):
+        for lr in (3e-3, 0.05):
+            config = {"n_layers": 1, "width0": width, "bits": 4, "lr": lr}
+            ops = toy_ops(config)
+            if lr > 0.01:
+                strategy.observe(config, Pruned({"ops": ops}, 1, seconds=25.0))
+            else:
+                values = {"emd_mean": toy_quality(config), "ops": ops}
+                strategy.observe(config, Completed(values, 20, seconds=30.0))
+    assert strategy._fitted_model() is not None and strategy.state_dict()["time_model"] is True
+    assert relative_seconds(strategy, 0.06) > 2.0 and relative_seconds(strategy, 2e-3) < 0.5
+
+
 # -- the trend in the costs ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["rf", "gp"])
 def test_the_trend_extrapolates_quality_up_to_a_decade_past_the_dearest_trained_config(kind: str) -> None:

@@ -223,6 +223,36 @@ def test_interleaved_space_filling_asks_bring_the_search_back_to_a_region_its_fi
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+def test_interleaved_explorations_take_at_most_their_share_of_the_trial_time(seed: int) -> None:
+    """The farthest configs are often the slowest (a real ttbar sweep under ops spent more than half of its
+    workers' time on exploration picks of wide conv encoders that an early rung then cut): an exploration
+    is due only while exploration picks have taken at most 1/explore_every of the told trial time."""
+
+    def explore(exploration_seconds: float) -> tuple[int, float]:
+        strategy = hwnas(seed=seed, n_initial=6, explore_every=5)
+        for _ in range(40):
+            exploring = strategy.state_dict()["interleaved_explorations"]
+            (proposal,) = strategy.ask(1)
+            config = TOY.validate(proposal.config)
+            assert not isinstance(config, Infeasible)
+            picked = strategy.state_dict()["interleaved_explorations"] > exploring
+            values = {"emd_mean": toy_quality(config), "ops": toy_ops(config)}
+            strategy.tell(proposal.key, Completed(values, seconds=exploration_seconds if picked else 1.0))
+        return strategy.state_dict()["interleaved_explorations"], strategy.state_dict()[
+            "exploration_time_share"
+        ]
+
+    count, share = explore(1.0)  # explorations as fast as the rest: one ask in five with a fitted model
+    assert count == 6 and share == pytest.approx(6 / 40)
+    # One exploration of 100 s leaves the next due only after 400 s of other trials: none in these 40 asks.
+    count, share = explore(100.0)
+    assert count == 1 and share == pytest.approx(100 / (100 + 39))
+    # 5-s explorations: each one waits until the rest have taken 4 times the explorations' time.
+    count, share = explore(5.0)
+    assert 1 < count < 6 and share <= 1 / 5 + 5 / (5 * count + 40 - count)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
 def test_per_second_the_search_spends_less_of_its_clock_where_trials_train_slowly(seed: int) -> None:
     """Half the space trains ten times slower at the same quality (the toy's quality is symmetric in log lr
     about 10**-2.5): weighed per second, a search runs fewer trials there, and spends less time."""
