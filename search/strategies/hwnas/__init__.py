@@ -31,8 +31,9 @@ learning over a pool, with exact cost axes). Each ``ask``:
    together share one slope). A trial *misses* when the task flags it collapsed (a near-constant
    output) or the scheduler prunes it: a second forest, fitted on the 0/1 miss flag of every completed and
    pruned trial, gives each candidate a probability of missing. A third one (with the cost trend) predicts
-   a candidate's log wall time from the seconds the completed trials took in their workers (the driver
-   tells them; at least 3 needed).
+   a candidate's log wall time per epoch from the seconds the completed and pruned trials took in their
+   workers over the epochs they ran (the driver tells both; at least 3 needed): the slowest architectures
+   are often the ones an early rung cuts, and without their times the model would not know what they cost.
 3. **Acquisition.** Expected hypervolume improvement over the observed front, in a normalised space (costs
    as log10(1 + cost), each axis scaled by the observed range) with the sweep's reference point or, without
    one, the front's nadir plus 10 % of the range. For one quality objective the EHVI is exact and cheap: the
@@ -82,11 +83,17 @@ informative move.
 
 **Interleaved exploration.** One ask in ``explore_every`` (default 5; 0: never) of those with a fitted model
 picks, among the candidates the dominance rule leaves open, the one farthest from every known and pending
-config (the space-filling distance above) instead of the best EHVI. A forest's spread is small far from its data, so a region its first trials rated
-badly (wide models cut by an early ASHA rung, which the miss model then counts as misses) is never visited
-again however good it is: a real ttbar sweep under BOPs spent its 5 minutes on tiny encoders above EMD 2 that
-way. SMAC interleaves a random configuration every few model-based picks for the same reason.
-``state_dict()["interleaved_explorations"]`` counts these asks.
+config (the space-filling distance above) instead of the best EHVI. A forest's spread is small far from its
+data, so a region its first trials rated badly (wide models cut by an early ASHA rung, which the miss model
+then counts as misses) is never visited again however good it is: a real ttbar sweep under BOPs spent its 5
+minutes on tiny encoders above EMD 2 that way. SMAC interleaves a random configuration every few model-based
+picks for the same reason. Exploration is bounded in time too: none is due while one is pending or while the
+exploration picks have taken more than 1/``explore_every`` of the trial seconds told so far. The farthest
+configs are often the slowest (in a real ttbar sweep under ops, conv encoders of 6-116 s each, half of them
+cut by a rung, took 77 % of the workers' time next to dense ones of 1-4 s), and counted in asks alone, an
+exploration of a 116-s encoder weighs as much as one of a 2-s encoder.
+``state_dict()["interleaved_explorations"]`` counts these asks and ``["exploration_time_share"]`` gives
+their share of the told trial seconds.
 
 The oracle must price a config as it will be trained: with ``sparsity`` > 0 the final ``bops``,
 ``nonzero_params`` and ``model_kb`` are those of the pruned model (the econt baseline at sparsity 0.5:
@@ -110,7 +117,8 @@ Completed      enters the quality model and the front (finite values); a quality
 Pruned         counts as finished for ``n_initial`` and is never proposed again, a miss for the miss model,
                but no quality data and never in the front: its partial value is an early rung's, where
                ECON-T models still sit on the constant-output plateau they leave later (fed as targets,
-               these made the model rate every architecture alike), and no time data (it stopped early).
+               these made the model rate every architecture alike). Its told seconds per epoch run train
+               the time model.
 Failed         enters the quality model with the worst completed quality of each objective: a crashed or
                diverged config is bad, not unknown, so the model learns to avoid its region. Not re-proposed.
 Rejected       never trained, not quality data. Its config is never proposed again; with a cost oracle its

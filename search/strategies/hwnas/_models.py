@@ -8,8 +8,9 @@ once per new trial, falling back to space-filling draws (with one warning) when 
 A trial *misses* when it adds nothing to the front: the task flagged it collapsed (a near-constant
 output), or the scheduler pruned it at an early rung. A second forest, fitted on the 0/1 miss flag of every
 completed and pruned trial, estimates the probability that a config misses (the mean of its trees' leaves).
-A third one (with the quality model's cost trend) predicts a config's log wall time from the completed
-trials' told seconds, so the acquisition can weigh what a trial gains against what it costs the clock.
+A third one (with the quality model's cost trend) predicts a config's log wall time per epoch from the told
+seconds of the completed and pruned trials, so the acquisition can weigh what a trial gains against what it
+costs the clock.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class _Modelling(_Candidates):
     _miss_model: QualityModel
     _miss_fitted: bool  # whether the miss model is fitted (no miss seen: it is not)
     _time_model: QualityModel
-    _time_fitted: bool  # whether the time model is fitted (option per_second, timed completed trials)
+    _time_fitted: bool  # whether the time model is fitted (option per_second, timed finished trials)
     _typical_log_seconds: float  # the median log wall time per epoch it was fitted on
 
     def _features(self, configs: Sequence[Mapping[str, Any]], costs: np.ndarray) -> np.ndarray:
