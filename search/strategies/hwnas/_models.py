@@ -300,7 +300,8 @@ class _Modelling(_Candidates):
         return True
 
     def _relative_seconds(self, features: np.ndarray) -> np.ndarray:
-        """Each config's predicted wall time over the median trial's (ones without a time model), (rows,)."""
+        """Each config's predicted wall time per epoch over the median trial's (ones without a time model),
+        (rows,): all trials of a sweep run the same epochs, so it is the ratio of their wall times too."""
         if not self._time_fitted:
             return np.ones(len(features))
         return np.exp(self._time_model.predict(features)[0][:, 0] - self._typical_log_seconds)

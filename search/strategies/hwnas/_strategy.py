@@ -130,6 +130,9 @@ class HwnasStrategy(_Selection):
         explore = self._interleaving(model)
         chosen = self._select(pool, n, model, explore=explore)
         proposals = []
+        if explore and chosen:
+            self._asks_since_exploration = 0
+            self._interleaved += 1
         for candidate in chosen:
             key = str(self._next_key)
             self._next_key += 1
@@ -148,15 +151,11 @@ class HwnasStrategy(_Selection):
         if model is None or not every:
             return False
         self._asks_since_exploration += 1
-        due = (
+        return (
             self._asks_since_exploration >= every
             and not self._exploring
             and self._exploration_seconds * every <= self._told_seconds
         )
-        if due:
-            self._asks_since_exploration = 0
-            self._interleaved += 1
-        return due
 
     def _count_seconds(self, outcome: Outcome, *, exploration: bool) -> None:
         seconds = outcome.seconds if isinstance(outcome, Completed | Pruned) else None
