@@ -14,24 +14,25 @@ from search.storage import Store, SweepRecord, TrialRecord, TrialState
 def completed_as_told(results: Mapping[str, float], objectives: list[str], fidelity: int) -> Completed:
     """A completed trial as strategies are told it: its objectives, whether the task flagged it collapsed
     (the ``collapsed`` metric, 0 or 1) and its wall time."""
-    seconds = results.get(TRIAL_SECONDS)
     return Completed(
         {k: results[k] for k in objectives},
         fidelity=fidelity,
         collapsed=float(results.get("collapsed", 0.0)) >= 0.5,
-        seconds=None if seconds is None else float(seconds),
+        seconds=_seconds(results),
     )
 
 
 def pruned_as_told(results: Mapping[str, float], objectives: list[str], fidelity: int) -> Pruned:
     """A pruned trial as strategies are told it: its partial objectives, the rung's epoch and the wall time
     it took until then (what an early stop still cost the sweep)."""
-    seconds = results.get(TRIAL_SECONDS)
     return Pruned(
-        {k: v for k, v in results.items() if k in objectives},
-        fidelity=fidelity,
-        seconds=None if seconds is None else float(seconds),
+        {k: v for k, v in results.items() if k in objectives}, fidelity=fidelity, seconds=_seconds(results)
     )
+
+
+def _seconds(results: Mapping[str, float]) -> float | None:
+    seconds = results.get(TRIAL_SECONDS)
+    return None if seconds is None else float(seconds)
 
 
 def outcome_of(trial: TrialRecord, objectives: list[str]) -> Outcome:

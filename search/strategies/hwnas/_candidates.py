@@ -13,7 +13,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,8 @@ _PIN_CHECKS = 3  # architectures on which a compression knob is priced on and of
 @dataclass
 class _Record:
     """A finished trial the strategy knows of: canonical config, outcome kind, told values, whether the
-    task flagged the trained model as collapsed, and a completed or pruned trial's wall time (None if not
-    told) over the epochs it ran (0 if not told)."""
+    task flagged the trained model as collapsed, a completed or pruned trial's wall time (None if not
+    told) over the epochs it ran (0 if not told), and whether it was an interleaved exploration pick."""
 
     config: dict[str, Any]
     kind: str
@@ -39,6 +39,7 @@ class _Record:
     collapsed: bool = False
     seconds: float | None = None
     epochs: int = 0
+    exploration: bool = field(default=False, compare=False)  # how it was asked, not what the trial was
 
 
 @dataclass

@@ -260,6 +260,10 @@ class _Modelling(_Candidates):
             if r.kind == "completed" and all(math.isfinite(r.values[name]) for name in self._quality_names)
         ]
 
+    def _finished_records(self) -> list[_Record]:
+        """The completed trials with finite quality and the pruned ones: what ran, to the end or to a rung."""
+        return [*self._completed_records(), *(r for r in self._records if r.kind == "pruned")]
+
     def _costed(self, records: Sequence[_Record]) -> tuple[list[_Record], np.ndarray]:
         """The records whose costs are known, and their features (encoding plus cost columns)."""
         rows = [(r, costs) for r in records if (costs := self._record_costs(r)) is not None]
@@ -271,8 +275,7 @@ class _Modelling(_Candidates):
     def _fit_miss_model(self) -> bool:
         """Fit the miss model on the completed and pruned trials (a miss: pruned or collapsed), once there
         was a miss; whether it is fitted."""
-        data = [*self._completed_records(), *(r for r in self._records if r.kind == "pruned")]
-        kept, features = self._costed(data)
+        kept, features = self._costed(self._finished_records())
         labels = np.array([[float(r.collapsed or r.kind == "pruned")] for r in kept])
         if not labels.any() or len(kept) < 2:
             return False
@@ -289,8 +292,7 @@ class _Modelling(_Candidates):
         to the end measure the same speed (an untold epoch count counts as one epoch)."""
         if not self.options["per_second"]:
             return False
-        finished = [*self._completed_records(), *(r for r in self._records if r.kind == "pruned")]
-        timed = [r for r in finished if r.seconds is not None and r.seconds > 0]
+        timed = [r for r in self._finished_records() if r.seconds is not None and r.seconds > 0]
         kept, features = self._costed(timed)
         if len(kept) < _MIN_COMPLETED:
             return False

@@ -97,8 +97,6 @@ class HwnasStrategy(_Selection):
         self._asks_since_exploration = 0
         self._interleaved = 0
         self._exploring: set[str] = set()  # keys of pending interleaved-exploration picks
-        self._exploration_seconds = 0.0  # told seconds of the exploration picks
-        self._told_seconds = 0.0  # told seconds of every trial
         self._encoded = {}
         self._draws = np.random.default_rng([self.seed, 2**16]).standard_normal((_MC_SAMPLES, 4))
 
@@ -154,24 +152,21 @@ class HwnasStrategy(_Selection):
         return (
             self._asks_since_exploration >= every
             and not self._exploring
-            and self._exploration_seconds * every <= self._told_seconds
+            and self._exploration_time_share() * every <= 1.0
         )
 
-    def _count_seconds(self, outcome: Outcome, *, exploration: bool) -> None:
-        seconds = outcome.seconds if isinstance(outcome, Completed | Pruned) else None
-        if seconds is not None and seconds > 0:
-            self._told_seconds += seconds
-            self._exploration_seconds += seconds if exploration else 0.0
+    def _exploration_time_share(self) -> float:
+        """The exploration picks' share of the trial seconds told so far (0 before any)."""
+        told = sum(r.seconds or 0.0 for r in self._records)
+        return sum(r.seconds or 0.0 for r in self._records if r.exploration) / told if told else 0.0
 
     def _tell(self, key: str, outcome: Outcome, values: list[float] | None) -> None:
         config = self._pending_configs.pop(key)
-        self._count_seconds(outcome, exploration=key in self._exploring)
+        self._record(config, outcome, proposed=True, exploration=key in self._exploring)
         self._exploring.discard(key)
-        self._record(config, outcome, proposed=True)
 
     def _observe(self, canonical: dict[str, Any], outcome: Outcome, values: list[float] | None) -> None:
         self._seen.add(_config_key(canonical))
-        self._count_seconds(outcome, exploration=False)
         self._record(canonical, outcome, proposed=False)
         # A completed trial's told costs are its architecture's (the values the oracle would give, after
         # training): a resumed sweep needs no oracle call for the architectures it has trained.
@@ -201,7 +196,9 @@ class HwnasStrategy(_Selection):
         record.values = {name: float(outcome.values[name]) for name in self._sign if name in outcome.values}
         self._model_size = -1  # refit on the revised data at the next ask
 
-    def _record(self, config: dict[str, Any], outcome: Outcome, *, proposed: bool) -> None:
+    def _record(
+        self, config: dict[str, Any], outcome: Outcome, *, proposed: bool, exploration: bool = False
+    ) -> None:
         kind = type(outcome).__name__.lower()
         # Proposals are feasible, so a Rejected one was over a budget the driver checks (or could not be
         # converted): that is the architecture's fault, whatever the training settings. An observed one is
@@ -215,7 +212,7 @@ class HwnasStrategy(_Selection):
             self._banned.add(arch)
             if arch in self._archive:
                 self._archive.remove(arch)
-        record = _Record(config=dict(config), kind=kind, values={})
+        record = _Record(config=dict(config), kind=kind, values={}, exploration=exploration)
         if isinstance(outcome, Completed | Pruned):
             record.values = {
                 name: float(outcome.values[name]) for name in self._sign if name in outcome.values
@@ -233,9 +230,7 @@ class HwnasStrategy(_Selection):
             "oracle_calls": self._oracle_calls,
             "dominated_explorations": self._explorations,
             "interleaved_explorations": self._interleaved,
-            "exploration_time_share": self._exploration_seconds / self._told_seconds
-            if self._told_seconds
-            else 0.0,
+            "exploration_time_share": self._exploration_time_share(),
             "collapsed_trials": sum(r.collapsed for r in self._records),
             "miss_model": self._miss_fitted,
             "time_model": self._time_fitted,
