@@ -89,8 +89,8 @@ then counts as misses) is never visited again however good it is: a real ttbar s
 minutes on tiny encoders above EMD 2 that way. SMAC interleaves a random configuration every few model-based
 picks for the same reason. Exploration is bounded in time too: none is due while one is pending or while the
 exploration picks have taken more than 1/``explore_every`` of the trial seconds told so far. The farthest
-configs are often the slowest (in a real ttbar sweep under ops, conv encoders of 6-116 s each, half of them
-cut by a rung, took 77 % of the workers' time next to dense ones of 1-4 s), and counted in asks alone, an
+configs are often the slowest (in a real ttbar sweep under ops, conv encoders of 4.5-116 s each, half of them
+cut by a rung, took 77 % of the workers' time next to dense ones of 1-4 s: ``benchmarks/time_split.txt``), and counted in asks alone, an
 exploration of a 116-s encoder weighs as much as one of a 2-s encoder.
 ``state_dict()["interleaved_explorations"]`` counts these asks and ``["exploration_time_share"]`` gives
 their share of the told trial seconds.
