@@ -10,19 +10,26 @@ bounding interleaved explorations in time (package docstring of `search.strategi
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections import defaultdict
 
 from search_real import _describe
 
+from search.results import ResultsError, require_store
 from search.storage import Store
 
 
 def main(url: str, name: str) -> None:
+    try:
+        require_store(url)  # a mistyped path must not leave an empty store behind
+    except ResultsError as exc:
+        print(f"error: {exc}")
+        raise SystemExit(2) from None
     store = Store(url)
     sweep = store.get_sweep(name)
     if sweep is None:
-        raise SystemExit(f"no sweep {name!r} in {url}")
+        print(f"error: no sweep {name!r} in {url}")
+        raise SystemExit(2)
     trials = [t for t in store.trials(sweep.id) if t.started_at and t.finished_at]
     start = min(t.started_at for t in trials if t.started_at)
     busy: dict[str, list[float]] = defaultdict(list)
@@ -48,4 +55,10 @@ def main(url: str, name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("store", help="the sweep's store URL, e.g. sqlite:///sweep.db")
+    parser.add_argument("sweep", help="the sweep's name")
+    args = parser.parse_args()
+    main(args.store, args.sweep)
